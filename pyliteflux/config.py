@@ -1,0 +1,158 @@
+"""Server configuration: typed keys, safe defaults, validation on every write.
+
+``server.config.http_port = 8000`` and ``server.config.update(...)`` both go
+through the same validation, so a bad value is caught where it is written,
+not later when the server starts listening.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Tuple
+
+__all__ = ["Config", "ConfigKey", "CONFIG_KEYS"]
+
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+
+
+def _check_host(value: Any) -> Optional[str]:
+    if not isinstance(value, str):
+        return "must be a string"
+    try:
+        ipaddress.ip_address(value)
+        return None
+    except ValueError:
+        pass
+    if _HOSTNAME.match(value):
+        return None
+    return "is not an IP address or host name"
+
+
+def _check_port(value: Any) -> Optional[str]:
+    if type(value) is not int:
+        return "must be an int"
+    if not 0 <= value <= 65535:
+        return "must be in 0..65535"
+    return None
+
+
+def _check_bool(value: Any) -> Optional[str]:
+    return None if isinstance(value, bool) else "must be a bool"
+
+
+def _positive_int(value: Any) -> Optional[str]:
+    if type(value) is not int:
+        return "must be an int"
+    return None if value > 0 else "must be > 0"
+
+
+def _non_negative_number(value: Any) -> Optional[str]:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be a number"
+    return None if value >= 0 and value == value else "must be >= 0"
+
+
+def _optional_endpoint(value: Any) -> Optional[str]:
+    if value is None or (isinstance(value, str) and value.strip()):
+        return None
+    return "must be None or a Twisted endpoint string"
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    """One configuration key: its default, its check, and what it means."""
+
+    name: str
+    default: Any
+    check: Callable[[Any], Optional[str]]
+    doc: str
+
+
+CONFIG_KEYS: Tuple[ConfigKey, ...] = (
+    ConfigKey("http_host", "127.0.0.1", _check_host, "HTTP bind address"),
+    ConfigKey("http_port", 8000, _check_port, "HTTP port (0 = any free port)"),
+    ConfigKey("tcp_host", "127.0.0.1", _check_host, "TCP bind address"),
+    ConfigKey("tcp_port", 8001, _check_port, "TCP port (0 = any free port)"),
+    ConfigKey("tcp_keep_alive", False, _check_bool,
+              "keep TCP connections open after a reply (needed for push)"),
+    ConfigKey("info", True, _check_bool, "log requests and lifecycle events"),
+    ConfigKey("debug", False, _check_bool,
+              "include tracebacks in 500 error bodies (never in production)"),
+    ConfigKey("http_endpoint", None, _optional_endpoint,
+              "Twisted endpoint string for HTTP; overrides http_host/http_port"),
+    ConfigKey("tcp_endpoint", None, _optional_endpoint,
+              "Twisted endpoint string for TCP; overrides tcp_host/tcp_port"),
+    ConfigKey("max_line_length", 65536, _positive_int,
+              "longest TCP request line in bytes; longer gets an error and a close"),
+    ConfigKey("max_output_buffer", 8 * 1024 * 1024, _positive_int,
+              "unsent bytes a TCP client may fall behind before it is disconnected"),
+    ConfigKey("max_pending_per_connection", 64, _positive_int,
+              "TCP commands in flight on one connection before reading pauses"),
+    ConfigKey("tcp_idle_timeout", 0, _non_negative_number,
+              "seconds before an idle TCP connection is closed (0 = never)"),
+    ConfigKey("max_tcp_connections", 10000, _positive_int,
+              "concurrent TCP connections; further ones get an error line and a close"),
+    ConfigKey("http_idle_timeout", 60, _non_negative_number,
+              "seconds before an idle HTTP connection is closed (0 = never)"),
+    ConfigKey("bg_threads", 10, _positive_int,
+              "size of the background-job thread pool"),
+    ConfigKey("bg_max_queued", 10000, _positive_int,
+              "background jobs that may wait for a thread; more are refused (503)"),
+    ConfigKey("shutdown_timeout", 5.0, _non_negative_number,
+              "seconds stop() waits for in-flight work and background jobs"),
+    ConfigKey("request_id_header", True, _check_bool,
+              "send each HTTP request's g.request_id as an X-Request-ID header"),
+)
+
+_KEYS: Dict[str, ConfigKey] = {key.name: key for key in CONFIG_KEYS}
+
+
+class Config:
+    """The server's settings; every assignment is validated.
+
+    Unknown keys and bad values raise ``ValueError`` naming the key, and
+    ``update()`` is all-or-nothing: nothing changes if any value is bad.
+    """
+
+    def __init__(self, **values: Any) -> None:
+        for key in CONFIG_KEYS:
+            object.__setattr__(self, key.name, key.default)
+        if values:
+            self.update(**values)
+
+    @staticmethod
+    def _validate(name: str, value: Any) -> None:
+        key = _KEYS.get(name)
+        if key is None:
+            raise ValueError(f"unknown config key {name!r}")
+        problem = key.check(value)
+        if problem is not None:
+            raise ValueError(f"config key {name!r} {problem} (got {value!r})")
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self._validate(name, value)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"config keys cannot be deleted ({name!r})")
+
+    def update(self, values: Optional[Mapping[str, Any]] = None, **kwargs: Any) -> None:
+        """Set several keys at once; all are validated before any is set."""
+        merged = dict(values or {}, **kwargs)
+        for name, value in merged.items():
+            self._validate(name, value)
+        for name, value in merged.items():
+            object.__setattr__(self, name, value)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """A snapshot of every key and its current value."""
+        return {key.name: getattr(self, key.name) for key in CONFIG_KEYS}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_KEYS)
+
+    def __repr__(self) -> str:
+        items = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"Config({items})"

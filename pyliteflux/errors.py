@@ -1,0 +1,78 @@
+"""Exceptions that map to an error response on either protocol.
+
+Raise one from a handler or middleware to answer with that status (HTTP) or
+that error line (TCP); anything else that escapes is a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterable, Optional
+
+__all__ = [
+    "HTTPError",
+    "BadRequest",
+    "NotFound",
+    "MethodNotAllowed",
+    "PayloadTooLarge",
+    "ServiceUnavailable",
+]
+
+
+class HTTPError(Exception):
+    """An error with a status code and a JSON-able message.
+
+    ``extra`` is merged into the error body; ``headers`` are sent with it.
+    """
+
+    status: int = 500
+    message: str = "Internal Server Error"
+
+    def __init__(
+        self,
+        message: Optional[str] = None,
+        status: Optional[int] = None,
+        headers: Optional[Dict[str, str]] = None,
+        **extra: Any,
+    ) -> None:
+        if message is not None:
+            self.message = message
+        if status is not None:
+            self.status = status
+        self.headers: Dict[str, str] = dict(headers or {})
+        self.extra = extra
+        super().__init__(self.message)
+
+    def body(self) -> Dict[str, Any]:
+        """The JSON error body: ``{"error": message, **extra}``."""
+        out: Dict[str, Any] = {"error": self.message}
+        out.update(self.extra)
+        return out
+
+
+class BadRequest(HTTPError):
+    status = 400
+    message = "Bad Request"
+
+
+class NotFound(HTTPError):
+    status = 404
+    message = "Not Found"
+
+
+class MethodNotAllowed(HTTPError):
+    status = 405
+    message = "Method Not Allowed"
+
+    def __init__(self, allowed: Iterable[str], message: Optional[str] = None) -> None:
+        self.allowed = list(allowed)
+        super().__init__(message, headers={"Allow": ", ".join(self.allowed)})
+
+
+class PayloadTooLarge(HTTPError):
+    status = 413
+    message = "Payload Too Large"
+
+
+class ServiceUnavailable(HTTPError):
+    status = 503
+    message = "Service Unavailable"

@@ -1,0 +1,177 @@
+"""The HTTP adapter: one ``twisted.web`` leaf resource over the pipeline.
+
+``render`` wraps Twisted's request in ours, runs the pipeline and renders
+the value it returns. A value that is ready at once is returned as bytes
+(exactly what a bare ``twisted.web`` resource does); otherwise the resource
+answers ``NOT_DONE_YET`` and writes when the Deferred fires — unless the
+client has gone, in which case the pending work is cancelled and nothing is
+written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.web import server
+from twisted.web.resource import Resource
+
+from .background import BackgroundTasks
+from .pipeline import error_value
+from .requests import HTTPRequest
+from .responses import StreamResponse, normalise_headers, render_http
+from .streaming import stream
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .server import Server
+
+__all__ = ["HTTPResource", "Site", "TwistedRequest"]
+
+_log = Logger(namespace="pyliteflux.http")
+_NO_BODY = (204, 304)
+
+
+class TwistedRequest(server.Request):
+    """Twisted's request, minus its eager form parsing (we parse lazily)."""
+
+    _parsePOSTFormSubmission = False
+
+
+class Site(server.Site):
+    """A ``Site`` whose access log goes through ``twisted.logger`` when ``info`` is on."""
+
+    requestFactory = TwistedRequest
+    noisy = False
+    _access_log = Logger(namespace="pyliteflux.access")
+
+    def __init__(self, resource: "HTTPResource", **kwargs: Any) -> None:
+        super().__init__(resource, **kwargs)
+        self.resource_ = resource
+
+    def log(self, request: Any) -> None:  # Twisted calls this as each response finishes
+        if self.resource_.server.config.info:
+            addr = request.getClientAddress()
+            self._access_log.info(
+                "{client} {method} {uri} {code} {length}",
+                client=getattr(addr, "host", "-"),
+                method=request.method.decode("ascii", "replace"),
+                uri=request.uri.decode("ascii", "replace"),
+                code=request.code,
+                length=request.sentLength,
+            )
+
+
+class HTTPResource(Resource):
+    """Serves every path of a pyliteflux ``Server`` over HTTP."""
+
+    isLeaf = True
+
+    def __init__(self, server: "Server") -> None:
+        super().__init__()
+        self.server = server
+        self._pipeline = server.pipeline
+        self._jobs = server.jobs
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> "HTTPResource":
+        return self
+
+    def render(self, request: Any) -> Any:
+        req = HTTPRequest(request, BackgroundTasks(self._jobs))
+        value = self._pipeline.dispatch(req)
+        if isinstance(value, Deferred):
+            gone = request.notifyFinish()
+            gone.addErrback(self._client_gone, value, req)
+            value.addCallback(self._respond_later, request, req)
+            value.addErrback(self._unexpected, request)
+            return server.NOT_DONE_YET
+        return self._respond(request, req, value, sync=True)
+
+    # -- writing ---------------------------------------------------------------
+
+    def _respond(self, request: Any, req: HTTPRequest, value: Any, sync: bool) -> Any:
+        config = self.server.config
+        if isinstance(value, StreamResponse):
+            return self._start_stream(request, req, value)
+        try:
+            status, headers, body = render_http(value)
+        except Exception as exc:
+            _log.failure("cannot render the result of {request!r}", request=req)
+            status, headers, body = render_http(error_value(req, exc, config.debug))
+        request.setResponseCode(status)
+        raw = request.responseHeaders
+        for name, val in headers:
+            raw.addRawHeader(name, val)
+        if config.request_id_header:
+            raw.setRawHeaders(b"X-Request-ID", [req.request_id.encode("ascii")])  # type: ignore[attr-defined]
+        if req.bg:
+            self._run_jobs_after(request, req)
+        if status in _NO_BODY or req.method == "HEAD":
+            if status not in _NO_BODY:
+                request.setHeader(b"Content-Length", b"%d" % len(body))
+            request.write(b"")
+            request.finish()
+            return server.NOT_DONE_YET
+        if sync:
+            return body
+        request.setHeader(b"Content-Length", b"%d" % len(body))
+        request.write(body)
+        request.finish()
+        return None
+
+    def _respond_later(self, value: Any, request: Any, req: HTTPRequest) -> None:
+        if getattr(req, "_gone", False) or request.finished:
+            if isinstance(value, StreamResponse):
+                value.close()
+            return
+        self._respond(request, req, value, sync=False)
+
+    def _start_stream(self, request: Any, req: HTTPRequest, response: StreamResponse) -> Any:
+        try:
+            headers = normalise_headers(response.headers)
+            status = response.status
+            if type(status) is not int or not 100 <= status <= 599:
+                raise TypeError(f"HTTP status must be an int in 100..599, got {status!r}")
+        except Exception as exc:
+            response.close()
+            return self._respond(request, req, error_value(req, exc, self.server.config.debug),
+                                 sync=False)
+        request.setResponseCode(status)
+        raw = request.responseHeaders
+        if not any(n.lower() == b"content-type" for n, _ in headers):
+            raw.setRawHeaders(b"Content-Type", [response.content_type.encode("latin-1")])
+        for name, val in headers:
+            if name.lower() in (b"connection", b"content-length", b"transfer-encoding"):
+                continue  # hop-by-hop/framing headers are Twisted's to set
+            raw.addRawHeader(name, val)
+        if self.server.config.request_id_header:
+            raw.setRawHeaders(b"X-Request-ID", [req.request_id.encode("ascii")])  # type: ignore[attr-defined]
+        if req.bg:
+            self._run_jobs_after(request, req)
+        if req.method == "HEAD":
+            response.close()  # never started: its finally (if any) runs now
+            request.write(b"")
+            request.finish()
+            return server.NOT_DONE_YET
+        stream(request, response, self.server.reactor)
+        return server.NOT_DONE_YET
+
+    def _run_jobs_after(self, request: Any, req: HTTPRequest) -> None:
+        jobs = req.bg.take()
+        request.notifyFinish().addBoth(lambda _: self._jobs.submit_all(jobs))
+
+    # -- failures ------------------------------------------------------------------
+
+    @staticmethod
+    def _client_gone(failure: Any, pending: Deferred, req: HTTPRequest) -> None:
+        req._gone = True  # type: ignore[attr-defined]
+        if not pending.called:
+            pending.cancel()
+
+    @staticmethod
+    def _unexpected(failure: Any, request: Any) -> None:
+        _log.failure("unexpected error writing a response", failure=failure)
+        if not request.finished and not getattr(request, "_disconnected", False):
+            request.setResponseCode(500)
+            request.write(b'{"error": "Internal Server Error"}')
+            request.finish()

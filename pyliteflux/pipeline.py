@@ -1,0 +1,195 @@
+"""The one dispatch pipeline both adapters use.
+
+    request → process_request… → route → handler → …process_response → value
+
+It is protocol-neutral: it takes one of our requests and hands back the
+final *value* (what the handler returned, after the middlewares), or a
+Deferred of it. Rendering that value to bytes is the adapter's last step.
+
+Each request runs in its own ``contextvars.Context`` (that is what makes
+``g`` per-request), and everything the pipeline does for it later — after a
+Deferred fires — is run in that context again. Work that completes
+synchronously stays synchronous: a plain handler returning a dict, with
+plain middlewares, never allocates a Deferred.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import traceback
+from typing import Any, Callable, Generator, Optional, Union
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from .codec import DecodeError
+from .context import enter_request, new_request_id
+from .errors import BadRequest, HTTPError, NotFound
+from .middleware import MiddlewareManager
+from .requests import Request
+from .responses import HTTPJSONResponse
+from .routing import Router
+
+__all__ = ["Pipeline", "error_value"]
+
+_log = Logger(namespace="pyliteflux.pipeline")
+
+_Step = Generator[Deferred, Any, Any]
+
+
+def _awaitable(value: Any) -> Optional[Deferred]:
+    """A Deferred to wait on if ``value`` is one (or a coroutine), else None."""
+    if isinstance(value, Deferred):
+        return value
+    if hasattr(value, "__await__") and hasattr(value, "send"):
+        return Deferred.fromCoroutine(value)
+    return None
+
+
+def error_value(request: Request, exc: BaseException, debug: bool = False) -> Any:
+    """The value that stands for an error, in the request's protocol.
+
+    HTTP gets an ``HTTPJSONResponse`` with the status; TCP gets the error
+    dict (the adapter writes it in the request's format).
+    """
+    if isinstance(exc, HTTPError):
+        body = exc.body()
+        if request.protocol == "tcp":
+            if isinstance(exc, NotFound):
+                return {"error": "Command not found", "command": getattr(request, "command", "")}
+            return body
+        return HTTPJSONResponse(body, exc.status, exc.headers)
+    body = {"error": "Internal Server Error"}
+    if debug:
+        body["exception"] = f"{type(exc).__name__}: {exc}"
+        body["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if request.protocol == "tcp":
+        return body
+    return HTTPJSONResponse(body, 500)
+
+
+class Pipeline:
+    """Middleware chain + router + handler, for one server."""
+
+    def __init__(self, router: Router, middleware: MiddlewareManager, debug: Callable[[], bool]):
+        self.router = router
+        self.middleware = middleware
+        self._debug = debug
+
+    def dispatch(self, request: Request) -> Any:
+        """Run ``request`` through the pipeline in a fresh context.
+
+        Returns the final value, or a Deferred that fires with it (never
+        errbacks: failures become error values).
+        """
+        ctx = contextvars.copy_context()
+        return ctx.run(self._start, request, ctx)
+
+    def _start(self, request: Request, ctx: contextvars.Context) -> Any:
+        request.request_id = enter_request(request_id=new_request_id()).request_id  # type: ignore[attr-defined]
+        return _drive(self._steps(request), ctx, None, False)
+
+    def _fail(self, request: Request, exc: BaseException) -> Any:
+        if not isinstance(exc, HTTPError):
+            _log.failure("error while handling {request!r}", failure=Failure(exc),
+                         request=request)
+        return error_value(request, exc, self._debug())
+
+    def _steps(self, request: Request) -> _Step:
+        """The pipeline as a generator: it yields only when it must wait."""
+        chain = self.middleware.chain(request.protocol)
+        ran = 0
+        try:
+            response = None
+            for process_request, _ in chain:
+                ran += 1
+                if process_request is None:
+                    continue
+                response = process_request(request)
+                if response is not None:
+                    d = _awaitable(response)
+                    if d is not None:
+                        response = yield d
+                    if response is not None:
+                        break
+            else:
+                if request.protocol == "tcp":
+                    match = self.router.match_command(request.command)  # type: ignore[attr-defined]
+                else:
+                    match = self.router.match_http(request.method, request.path)  # type: ignore[attr-defined]
+                request.path_params = match.path_params
+                request.validate()
+                response = match.handler(request)
+                d = _awaitable(response)
+                if d is not None:
+                    response = yield d
+        except DecodeError as exc:
+            response = self._fail(request, BadRequest(str(exc)))
+        except Exception as exc:
+            response = self._fail(request, exc)
+
+        for index in range(ran - 1, -1, -1):
+            process_response = chain[index][1]
+            if process_response is None:
+                continue
+            try:
+                result = process_response(request, response)
+                d = _awaitable(result)
+                if d is not None:
+                    result = yield d
+                response = result
+            except Exception as exc:
+                response = self._fail(request, exc)
+        return response
+
+
+_NOT_FIRED = object()
+
+
+def _fired_result(d: Deferred) -> Any:
+    """The result of an already-fired, unpaused Deferred, or ``_NOT_FIRED``."""
+    if d.called and not d.paused and not d.callbacks and not isinstance(d.result, Deferred):
+        result = d.result
+        if isinstance(result, Failure):
+            result.cleanFailure()
+            d.addErrback(lambda f: None)  # consumed: don't log "unhandled error"
+        return result
+    return _NOT_FIRED
+
+
+def _drive(gen: _Step, ctx: contextvars.Context, value: Any, failed: bool) -> Union[Any, Deferred]:
+    """Run the step generator until it finishes or must really wait.
+
+    While each yielded Deferred has already fired, keep going synchronously;
+    otherwise return a Deferred of the final value and resume, in ``ctx``,
+    when the awaited one fires.
+    """
+    while True:
+        try:
+            if failed:
+                d = value.throwExceptionIntoGenerator(gen)
+            else:
+                d = gen.send(value)
+        except StopIteration as stop:
+            return stop.value
+        result = _fired_result(d)
+        if result is _NOT_FIRED:
+            break
+        value, failed = result, isinstance(result, Failure)
+
+    out: Deferred = Deferred()
+
+    def resume(result: Any) -> None:
+        final = ctx.run(_drive, gen, ctx, result, isinstance(result, Failure))
+        if isinstance(final, Deferred):
+            final.chainDeferred(out)
+        else:
+            out.callback(final)
+
+    def cancel(_: Deferred) -> None:
+        d.cancel()
+
+    out._canceller = cancel  # type: ignore[attr-defined]
+    d.addBoth(resume)
+    return out

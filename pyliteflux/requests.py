@@ -1,0 +1,356 @@
+"""Our request objects: one for HTTP (wrapping Twisted's), one for TCP lines.
+
+Everything costly (query, headers, form, JSON) is parsed on first access,
+so a handler that reads nothing pays for nothing.
+"""
+
+from __future__ import annotations
+
+from email.parser import BytesParser
+from email.policy import HTTP as _HTTP_POLICY
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from urllib.parse import parse_qs, unquote_to_bytes
+
+from .codec import DecodeError, loads_json
+from .errors import BadRequest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from xml.etree.ElementTree import Element
+
+    from twisted.web.http_headers import Headers as TwistedHeaders
+    from twisted.web.server import Request as TwistedRequest
+
+    from .background import BackgroundTasks
+
+__all__ = ["Request", "HTTPRequest", "TCPRequest", "Headers", "UploadedFile"]
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, read-only view of request headers (str values).
+
+    ``headers["x"]`` / ``.get("x")`` give the last value; ``.getlist("x")``
+    all of them.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: "TwistedHeaders") -> None:
+        self._raw = raw
+
+    def getlist(self, name: str) -> List[str]:
+        values = self._raw.getRawHeaders(name.encode("latin-1", "replace"))
+        return [v.decode("latin-1") for v in values] if values else []
+
+    def __getitem__(self, name: str) -> str:
+        if not isinstance(name, str):
+            raise KeyError(name)
+        values = self._raw.getRawHeaders(name.encode("latin-1", "replace"))
+        if not values:
+            raise KeyError(name)
+        return values[-1].decode("latin-1")
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._raw.hasHeader(name.encode("latin-1", "replace"))
+
+    def __iter__(self) -> Iterator[str]:
+        for key, _ in self._raw.getAllRawHeaders():
+            yield key.decode("latin-1")
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._raw.getAllRawHeaders())
+
+    def __repr__(self) -> str:
+        return f"Headers({dict(self.items())!r})"
+
+
+class DictHeaders(Mapping[str, str]):
+    """Case-insensitive headers from a plain dict (TCP requests may carry some)."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Optional[Mapping[str, Any]] = None) -> None:
+        self._data = {str(k).lower(): (str(k), str(v)) for k, v in (data or {}).items()}
+
+    def __getitem__(self, name: str) -> str:
+        return self._data[name.lower()][1]
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        item = self._data.get(name.lower()) if isinstance(name, str) else None
+        return default if item is None else item[1]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._data
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, _ in self._data.values())
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class UploadedFile:
+    """A file field of a multipart form."""
+
+    __slots__ = ("filename", "content_type", "data")
+
+    def __init__(self, filename: str, content_type: str, data: bytes) -> None:
+        self.filename = filename
+        self.content_type = content_type
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"UploadedFile({self.filename!r}, {self.content_type!r}, {len(self.data)} bytes)"
+
+
+class Request:
+    """What every request has, whichever protocol it came in on."""
+
+    protocol: str = ""
+    path_params: Dict[str, Any]
+    bg: "BackgroundTasks"
+    client_address: Tuple[str, int]
+
+    def validate(self) -> None:
+        """Raise ``BadRequest`` if the payload is malformed (called before the handler)."""
+
+
+def _decode_query(raw: bytes) -> Dict[str, List[str]]:
+    try:
+        return parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
+                        encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequest("query string is not valid UTF-8") from None
+
+
+class HTTPRequest(Request):
+    """An HTTP request. ``raw`` is the underlying ``twisted.web`` request."""
+
+    protocol = "http"
+
+    def __init__(self, raw: "TwistedRequest", bg: "BackgroundTasks") -> None:
+        self.raw = raw
+        self.bg = bg
+        self.path_params = {}
+        self.method: str = raw.method.decode("ascii", "replace").upper()
+        self._path: Optional[str] = None
+        self._query: Optional[Dict[str, List[str]]] = None
+        self._headers: Optional[Headers] = None
+        self._body: Optional[bytes] = None
+        self._json: Any = _UNSET
+        self._form: Optional[Dict[str, str]] = None
+        self._files: Dict[str, UploadedFile] = {}
+
+    # -- URL --------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The decoded path (``%xx`` escapes resolved, UTF-8); 400 if undecodable."""
+        if self._path is None:
+            raw = self.raw.path
+            if b"%" in raw:
+                raw = unquote_to_bytes(raw)
+            try:
+                path = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise BadRequest("path is not valid UTF-8") from None
+            if "\x00" in path:
+                raise BadRequest("path contains a NUL byte")
+            self._path = path
+        return self._path
+
+    @property
+    def query_list(self) -> Dict[str, List[str]]:
+        """Every query value per name."""
+        if self._query is None:
+            uri = self.raw.uri
+            i = uri.find(b"?")
+            self._query = _decode_query(uri[i + 1:]) if i >= 0 else {}
+        return self._query
+
+    @property
+    def query_params(self) -> Dict[str, str]:
+        """Query parameters, the first value of each name (``?a=1&a=2`` → ``"1"``)."""
+        return {k: v[0] for k, v in self.query_list.items()}
+
+    # -- headers and body -----------------------------------------------------
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(self.raw.requestHeaders)
+        return self._headers
+
+    @property
+    def content_type(self) -> str:
+        """The media type of the body, lower-cased, without parameters."""
+        values = self.raw.requestHeaders.getRawHeaders(b"content-type")
+        if not values:
+            return ""
+        return values[-1].split(b";", 1)[0].strip().decode("latin-1").lower()
+
+    @property
+    def body(self) -> bytes:
+        if self._body is None:
+            content = self.raw.content
+            if content is None:
+                self._body = b""
+            else:
+                content.seek(0)
+                self._body = content.read()
+        return self._body
+
+    def _is_json(self) -> bool:
+        ctype = self.content_type
+        return ctype == "application/json" or ctype.endswith("+json")
+
+    @property
+    def json_data(self) -> Any:
+        """The parsed JSON body, or None when the body is not JSON.
+
+        A body sent as ``application/json`` that does not parse is a 400.
+        """
+        if self._json is _UNSET:
+            body = self.body
+            if self._is_json():
+                if not body.strip():
+                    raise BadRequest("empty JSON body")
+                try:
+                    self._json = loads_json(body)
+                except DecodeError as exc:
+                    raise BadRequest(str(exc)) from None
+            elif body and not self.content_type and body.lstrip()[:1] in (b"{", b"["):
+                try:
+                    self._json = loads_json(body)
+                except DecodeError:
+                    self._json = None
+            else:
+                self._json = None
+        return self._json
+
+    @property
+    def form_data(self) -> Dict[str, str]:
+        """Fields of a url-encoded or multipart form (first value per name)."""
+        if self._form is None:
+            self._form = {}
+            ctype = self.content_type
+            if ctype == "application/x-www-form-urlencoded":
+                try:
+                    parsed = parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
+                except UnicodeDecodeError:
+                    raise BadRequest("form body is not valid UTF-8") from None
+                self._form = {k: v[0] for k, v in parsed.items()}
+            elif ctype == "multipart/form-data":
+                self._parse_multipart()
+        return self._form
+
+    @property
+    def files(self) -> Dict[str, UploadedFile]:
+        """File fields of a multipart form."""
+        self.form_data
+        return self._files
+
+    def _parse_multipart(self) -> None:
+        ctype = self.raw.requestHeaders.getRawHeaders(b"content-type")[-1]
+        if b"boundary=" not in ctype:
+            raise BadRequest("multipart body without a boundary")
+        message = BytesParser(policy=_HTTP_POLICY).parsebytes(
+            b"Content-Type: " + ctype + b"\r\nMIME-Version: 1.0\r\n\r\n" + self.body
+        )
+        if not message.is_multipart() or message.defects:
+            raise BadRequest("malformed multipart body")
+        form: Dict[str, str] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not name:
+                continue
+            payload = part.get_payload(decode=True) or b""
+            filename = part.get_filename()
+            if filename is not None:
+                self._files.setdefault(name, UploadedFile(filename, part.get_content_type(), payload))
+            else:
+                charset = part.get_content_charset() or "utf-8"
+                try:
+                    form.setdefault(name, payload.decode(charset))
+                except (UnicodeDecodeError, LookupError):
+                    raise BadRequest(f"form field {name!r} is not valid text") from None
+        self._form = form
+
+    @property
+    def cookies(self) -> Dict[str, str]:
+        self.raw.parseCookies()
+        return {k.decode("latin-1"): v.decode("latin-1") for k, v in self.raw.received_cookies.items()}
+
+    @property
+    def client_address(self) -> Tuple[str, int]:  # type: ignore[override]
+        addr = self.raw.getClientAddress()
+        host = getattr(addr, "host", None)
+        port = getattr(addr, "port", 0)
+        return (host if host is not None else str(addr), port)
+
+    def validate(self) -> None:
+        if self._is_json():
+            self.json_data
+
+    def __repr__(self) -> str:
+        return f"<HTTPRequest {self.method} {self.raw.uri!r}>"
+
+
+class TCPRequest(Request):
+    """One command line received on a TCP connection."""
+
+    protocol = "tcp"
+
+    def __init__(
+        self,
+        command: str,
+        data: Any,
+        data_type: str,
+        client_address: Tuple[str, int],
+        bg: "BackgroundTasks",
+        request_id: Any = None,
+        line: str = "",
+        element: "Optional[Element]" = None,
+        headers: Optional[Mapping[str, Any]] = None,
+        connection: Any = None,
+    ) -> None:
+        self.command = command
+        self.data = data
+        self.data_type = data_type
+        self.client_address = client_address
+        self.client_id = f"{client_address[0]}:{client_address[1]}"
+        self.bg = bg
+        self.id = request_id
+        self.line = line
+        self.element = element
+        self.headers = DictHeaders(headers)
+        self.connection = connection
+        self.path_params = {}
+        self.query_params: Dict[str, str] = {}
+
+    @property
+    def method(self) -> str:
+        return "TCP"
+
+    @property
+    def path(self) -> str:
+        return self.command
+
+    @property
+    def json_data(self) -> Any:
+        return self.data if self.data_type == "json" else None
+
+    def __repr__(self) -> str:
+        return f"<TCPRequest {self.command!r} from {self.client_id} ({self.data_type})>"
+
+
+class _Unset:
+    __slots__ = ()
+
+
+_UNSET: Any = _Unset()
