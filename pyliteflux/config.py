@@ -156,3 +156,128 @@ class Config:
     def __repr__(self) -> str:
         items = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
         return f"Config({items})"
+
+
+# -- loading settings from files and the environment ---------------------------------
+
+#: Prefix of the environment variables that map onto config keys.
+ENV_PREFIX = "PYLITEFLUX_"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+def parse_config_value(name: str, text: str) -> Any:
+    """Convert the string ``text`` to the type of key ``name``'s default.
+
+    Used for environment variables and INI files, whose values are strings:
+    bools accept 1/0, true/false, yes/no, on/off; ints fall back to a float
+    (the key's own check then decides); a key whose default is ``None`` (the
+    endpoint strings) takes the text, with an empty value or ``none`` meaning
+    ``None``. Raises ``ValueError`` naming the key.
+    """
+    key = _KEYS.get(name)
+    if key is None:
+        raise ValueError(f"unknown config key {name!r}")
+    text = text.strip()
+    default = key.default
+    if isinstance(default, bool):
+        lowered = text.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ValueError(f"config key {name!r} must be a bool (got {text!r})")
+    if isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"config key {name!r} must be a number (got {text!r})") from None
+    if isinstance(default, float):
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"config key {name!r} must be a number (got {text!r})") from None
+    if default is None:
+        return None if text.lower() in ("", "none") else text
+    return text
+
+
+def config_from_env(environ: Optional[Mapping[str, str]] = None) -> Tuple[Dict[str, Any], list]:
+    """Settings from ``PYLITEFLUX_<KEY>`` environment variables.
+
+    Returns ``(values, unknown)``: the converted values by key name, and the
+    names of ``PYLITEFLUX_*`` variables that match no key (the caller warns).
+    ``PYLITEFLUX_APP`` is not a config key and is left to the caller.
+    """
+    import os
+
+    environ = os.environ if environ is None else environ
+    values: Dict[str, Any] = {}
+    unknown = []
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "APP":
+            continue
+        name = var[len(ENV_PREFIX):].lower()
+        if name not in _KEYS:
+            unknown.append(var)
+            continue
+        try:
+            values[name] = parse_config_value(name, environ[var])
+        except ValueError as exc:
+            raise ValueError(f"environment variable {var}: {exc}") from None
+    return values, unknown
+
+
+def config_from_file(path: str) -> Dict[str, Any]:
+    """Settings from a TOML (``*.toml``) or INI file.
+
+    TOML: keys at the top level or in a ``[pyliteflux]`` table, typed as TOML
+    types (``http_port = 9000``). INI: a ``[pyliteflux]`` section, values
+    converted like environment variables. Raises ``ValueError`` (bad syntax,
+    unknown key, wrong type) or ``OSError`` (cannot read the file).
+    """
+    if path.endswith(".toml"):
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            try:
+                import tomli as tomllib  # type: ignore[no-redef]
+            except ImportError:
+                raise ValueError("reading TOML needs Python 3.11+ or the tomli package; "
+                                 "use an INI file instead") from None
+        with open(path, "rb") as f:
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as exc:
+                raise ValueError(f"{path}: invalid TOML: {exc}") from None
+        table = data.get("pyliteflux", data)
+        if not isinstance(table, dict):
+            raise ValueError(f"{path}: [pyliteflux] must be a table")
+        values = {k: v for k, v in table.items() if not (k == "pyliteflux" and table is data)}
+        for name in values:
+            if name not in _KEYS:
+                raise ValueError(f"{path}: unknown config key {name!r}")
+        return values
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(path, encoding="utf-8") as f:
+            parser.read_file(f)
+    except configparser.Error as exc:
+        raise ValueError(f"{path}: invalid INI file: {exc}") from None
+    if not parser.has_section("pyliteflux"):
+        raise ValueError(f"{path}: no [pyliteflux] section")
+    try:
+        return {name: parse_config_value(name, text)
+                for name, text in parser.items("pyliteflux")}
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+
+
+__all__ += ["ENV_PREFIX", "parse_config_value", "config_from_env", "config_from_file"]

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import concurrent.futures
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Set
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import threadable
+from twisted.python.failure import Failure
 
 from .background import JobRunner
 from .config import Config
@@ -109,8 +110,13 @@ class _ListenerService(Service):
 
     def startService(self) -> None:
         super().startService()
-        endpoint = serverFromString(self.server.reactor, self.endpoint_desc)
-        d = endpoint.listen(self.factory)
+        if self.listening.called:  # restarted: a fresh Deferred for this run
+            self.listening = Deferred()
+        try:
+            endpoint = serverFromString(self.server.reactor, self.endpoint_desc)
+            d = endpoint.listen(self.factory)
+        except Exception:
+            d = fail()
 
         def listening(port: Any) -> Any:
             self.port = port
@@ -143,22 +149,129 @@ def _describe(port: Any) -> str:
     return str(getattr(host, "name", host))
 
 
+class _Connections:
+    """The open connections of one side, tracked by wrapping ``buildProtocol``.
+
+    Twisted's ``Site`` and our ``LineFactory`` do not keep a list of their
+    connections; graceful shutdown needs one (which HTTP channels are idle,
+    which have a request in flight, which TCP clients to tell goodbye).
+    Wrapping the factory's ``buildProtocol`` (rather than the transport, as
+    ``WrappingFactory`` would) leaves the protocol's transport untouched, so
+    HTTP flow control and TLS behave exactly as without tracking.
+    """
+
+    def __init__(self) -> None:
+        self.open: Set[Any] = set()
+
+    def watch(self, factory: Any) -> Any:
+        build = factory.buildProtocol
+
+        def buildProtocol(addr: Any) -> Any:
+            proto = build(addr)
+            if proto is not None:
+                self._add(proto)
+            return proto
+
+        factory.buildProtocol = buildProtocol
+        return factory
+
+    def _add(self, proto: Any) -> None:
+        self.open.add(proto)
+        lost = proto.connectionLost
+
+        def connectionLost(reason: Any) -> Any:
+            self.open.discard(proto)
+            return lost(reason)
+
+        proto.connectionLost = connectionLost
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self.open))
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+
+def _http_channel(proto: Any) -> Any:
+    """The HTTP/1 channel behind Twisted's protocol-switching wrapper."""
+    return getattr(proto, "_channel", proto)
+
+
+def _http_requests(proto: Any) -> List[Any]:
+    return list(getattr(_http_channel(proto), "requests", None) or ())
+
+
+def _tcp_pending(proto: Any) -> int:
+    return len(getattr(proto, "_pending", None) or ())
+
+
+def _close_http(proto: Any) -> None:
+    channel = _http_channel(proto)
+    close = getattr(channel, "loseConnection", None)
+    if close is None and proto.transport is not None:
+        close = proto.transport.loseConnection
+    if close is not None:
+        close()
+
+
+def _abort(proto: Any) -> None:
+    transport = getattr(_http_channel(proto), "transport", None) or proto.transport
+    if transport is None:
+        return
+    abort = getattr(transport, "abortConnection", None) or transport.loseConnection
+    abort()
+
+
 class ServerService(MultiService):
     """The service tree of a server: its listeners, plus graceful shutdown.
 
-    Stopping it stops accepting, tells each TCP client it is shutting down,
-    and drains background jobs for up to ``config.shutdown_timeout`` seconds.
+    Stopping it, within ``config.shutdown_timeout`` seconds in total:
+
+    1. stops accepting (every listener stops listening);
+    2. closes idle keep-alive HTTP connections at once and lets in-flight
+       HTTP requests and TCP commands finish (their connections close after
+       the response: ``Connection: close``);
+    3. drains background jobs (SPEC §8) — before the TCP clients are told
+       goodbye, so a job's ``push_message`` still reaches its client;
+    4. sends each TCP client a ``{"type": "shutdown"}`` line and closes it
+       cleanly, waiting for the close;
+    5. at the deadline, logs whatever was abandoned (requests, commands,
+       jobs, connections) and aborts the connections still open.
+
+    The last ``min(0.5, timeout / 4)`` seconds of the budget are kept for
+    step 4, so even a stuck request still lets the TCP clients hear about the
+    shutdown. The Deferred fires when all of it is done (never errbacks).
     """
+
+    #: seconds between checks for in-flight work while draining
+    poll_interval = 0.05
 
     def __init__(self, server: "Server", listeners: List[_ListenerService]) -> None:
         super().__init__()
         self.server = server
         self.listeners = listeners
+        self.http_connections = _Connections()
+        self.tcp_connections = _Connections()
+        #: True when stopping this service should stop the reactor too
+        #: (``server.run()``, ``twistd``, ``python -m pyliteflux``).
+        self.owns_reactor = False
+        self._stopping: Optional[Deferred[Any]] = None
+        self._stopped_waiters: List[Deferred[Any]] = []
+        watched: Set[int] = set()
         for listener in listeners:
+            if id(listener.factory) not in watched:  # one factory may serve many endpoints
+                watched.add(id(listener.factory))
+                (self.http_connections if listener.side == "http"
+                 else self.tcp_connections).watch(listener.factory)
             listener.setServiceParent(self)
 
     def startService(self) -> None:
-        self.server.jobs.start()
+        jobs, config = self.server.jobs, self.server.config
+        if jobs._pool is None:  # not started yet: take the config as it is now
+            jobs.threads = config.bg_threads
+            jobs.max_queued = config.bg_max_queued
+        self._stopping = None
+        jobs.start()
         super().startService()
 
     def listening(self) -> Deferred[Listening]:
@@ -175,16 +288,161 @@ class ServerService(MultiService):
         d.addErrback(lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
         return d
 
-    def stopService(self) -> Deferred[Any]:
-        server = self.server
-        d = super().stopService() or succeed(None)
-
-        def drain(_: Any) -> Deferred[Any]:
-            server.close_tcp_connections()
-            return server.jobs.stop(server.config.shutdown_timeout)
-
-        d.addBoth(drain)
+    def when_stopped(self) -> Deferred[Any]:
+        """A Deferred that fires when the current (or next) stop has finished."""
+        d: Deferred[Any] = Deferred()
+        if self._stopping is not None and self._stopping.called:
+            d.callback(None)
+        else:
+            self._stopped_waiters.append(d)
         return d
+
+    def stopService(self) -> Deferred[Any]:
+        if self._stopping is not None:  # already stopping: share the same shutdown
+            d: Deferred[Any] = Deferred()
+            if self._stopping.called:
+                d.callback(None)
+            else:
+                self._stopped_waiters.append(d)
+            return d
+        server = self.server
+        reactor = server.reactor
+        timeout = server.config.shutdown_timeout
+        started = reactor.seconds()
+        deadline = started + timeout
+        drain_until = deadline - min(0.5, timeout / 4)
+        report: Dict[str, Any] = {}
+
+        d = super().stopService() or succeed(None)  # 1. stop accepting
+        d.addErrback(lambda f: _log.failure("shutdown: stopping a listener failed", f))
+        if server.config.info:
+            d.addCallback(lambda _: _log.info(
+                "shutdown: stopped accepting; draining for up to {timeout}s", timeout=timeout))
+        d.addCallback(lambda _: self._drain_requests(drain_until))  # 2.
+
+        def drain_jobs(leftover: Any) -> Deferred[Any]:  # 3.
+            report["requests"] = leftover
+            return server.jobs.stop(max(0.0, drain_until - reactor.seconds()))
+
+        d.addCallback(drain_jobs)
+
+        def close_connections(abandoned_jobs: Any) -> Deferred[Any]:  # 4.
+            report["jobs"] = abandoned_jobs
+            server.close_tcp_connections()
+            return self._close_all(deadline)
+
+        d.addCallback(close_connections)
+
+        def done(result: Any) -> None:  # 5.
+            if isinstance(result, Failure):
+                _log.failure("shutdown failed", result)
+            elapsed = reactor.seconds() - started
+            http_reqs, tcp_cmds = report.get("requests") or ([], [])
+            aborted = result if isinstance(result, list) else []
+            if http_reqs or tcp_cmds or report.get("jobs") or aborted:
+                _log.warn(
+                    "shutdown: deadline of {timeout}s reached after {elapsed:.2f}s; abandoned "
+                    "{n_http} HTTP request(s) {http}, {n_tcp} TCP command(s) {tcp}, "
+                    "{n_jobs} background job(s), aborted {n_conn} connection(s)",
+                    timeout=timeout, elapsed=elapsed, n_http=len(http_reqs), http=http_reqs,
+                    n_tcp=len(tcp_cmds), tcp=tcp_cmds, n_jobs=len(report.get("jobs") or ()),
+                    n_conn=len(aborted))
+            elif server.config.info:
+                _log.info("shutdown complete in {elapsed:.2f}s", elapsed=elapsed)
+            waiters, self._stopped_waiters = self._stopped_waiters, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+        d.addBoth(done)
+        self._stopping = d
+        return d
+
+    # -- shutdown steps ------------------------------------------------------------------
+
+    def _sweep_http(self) -> List[Any]:
+        """Close idle HTTP connections; mark busy ones to close after their
+        response. Returns the requests still in flight."""
+        busy = []
+        for proto in self.http_connections:
+            requests = _http_requests(proto)
+            if not requests:
+                _close_http(proto)
+                continue
+            channel = _http_channel(proto)
+            channel.persistent = False
+            for request in requests:
+                if not getattr(request, "startedWriting", True):
+                    request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
+            busy.extend(requests)
+        return busy
+
+    def _busy_tcp(self) -> List[Any]:
+        return [proto for proto in self.tcp_connections if _tcp_pending(proto)]
+
+    def _poll(self, until: float, check: Any) -> Deferred[Any]:
+        """Call ``check()`` now and every ``poll_interval`` s until it returns a
+        false value or ``until``; fire with its last value."""
+        reactor = self.server.reactor
+        result: Deferred[Any] = Deferred()
+
+        def tick() -> None:
+            value = check()
+            if not value or reactor.seconds() >= until:
+                result.callback(value)
+            else:
+                reactor.callLater(min(self.poll_interval, max(0.0, until - reactor.seconds())),
+                                  tick)
+
+        tick()
+        return result
+
+    def _drain_requests(self, until: float) -> Deferred[Any]:
+        def check() -> Any:
+            http_busy, tcp_busy = self._sweep_http(), self._busy_tcp()
+            return (http_busy or tcp_busy) and (http_busy, tcp_busy)
+
+        def describe(left: Any) -> Any:
+            if not left:
+                return ([], [])
+            http_busy, tcp_busy = left
+            return ([_describe_request(r) for r in http_busy],
+                    [f"{getattr(p, 'client_id', '?')} ({_tcp_pending(p)} pending)"
+                     for p in tcp_busy])
+
+        return self._poll(until, check).addCallback(describe)
+
+    def _close_all(self, deadline: float) -> Deferred[Any]:
+        """Wait (until ``deadline``) for every connection to close; abort the rest."""
+        def check() -> Any:
+            self._sweep_http()
+            return len(self.http_connections) + len(self.tcp_connections)
+
+        def abort(left: Any) -> List[str]:
+            aborted = []
+            for proto in list(self.http_connections) + list(self.tcp_connections):
+                aborted.append(_describe_peer(proto))
+                _abort(proto)
+            return aborted
+
+        return self._poll(deadline, check).addCallback(abort)
+
+
+def _describe_request(request: Any) -> str:
+    method = getattr(request, "method", None) or b"?"
+    uri = getattr(request, "uri", None) or b"?"
+    return f"{method.decode('latin-1')} {uri.decode('latin-1')}"
+
+
+def _describe_peer(proto: Any) -> str:
+    client_id = getattr(proto, "client_id", None)
+    if client_id:
+        return f"tcp {client_id}"
+    transport = getattr(_http_channel(proto), "transport", None)
+    try:
+        peer = transport.getPeer()
+        return f"http {peer.host}:{peer.port}"
+    except Exception:
+        return "http ?"
 
 
 class Server:
@@ -273,13 +531,24 @@ class Server:
 
     def make_service(self, protocol: str = "both",
                      endpoints: Optional[Dict[str, List[str]]] = None) -> ServerService:
-        """The ``twisted.application`` service tree serving this app."""
+        """The ``twisted.application`` service tree serving this app.
+
+        One listener child per endpoint string (``endpoints`` maps ``"http"``
+        and ``"tcp"`` to lists of them; default: from the config). All HTTP
+        endpoints share one ``Site`` and all TCP endpoints one factory, so
+        limits such as ``max_tcp_connections`` count across endpoints. The
+        service starts the background-job runner and stops gracefully.
+        """
         endpoints = endpoints if endpoints is not None else self.endpoints(protocol)
         listeners = []
-        for desc in endpoints.get("http", []):
-            listeners.append(_ListenerService("http", desc, self.site(), self))
-        for desc in endpoints.get("tcp", []):
-            listeners.append(_ListenerService("tcp", desc, self.tcp_factory(), self))
+        if endpoints.get("http"):
+            site = self.site()
+            for desc in endpoints["http"]:
+                listeners.append(_ListenerService("http", desc, site, self))
+        if endpoints.get("tcp"):
+            factory = self.tcp_factory()
+            for desc in endpoints["tcp"]:
+                listeners.append(_ListenerService("tcp", desc, factory, self))
         service = ServerService(self, listeners)
         self._service = service
         return service
@@ -343,10 +612,22 @@ class Server:
 
     def stop(self) -> Deferred[Any]:
         """Stop listening, finish in-flight work, and stop the reactor if
-        ``run()`` started it. Fires when the server has stopped."""
-        if self._running_reactor and self.reactor.running:
-            self.reactor.callFromThread(self.reactor.stop)
+        ``run()`` (or twistd, or ``python -m pyliteflux``) started it.
+
+        Safe to call from any thread (a background job, a signal handler's
+        callback). On the reactor thread it returns a Deferred that fires
+        when the graceful shutdown (see ``ServerService``) has finished.
+        """
+        reactor = self.reactor
+        if threadable.ioThread is not None and not threadable.isInIOThread():
+            reactor.callFromThread(self.stop)
             return succeed(None)
+        service = self._service
+        owns_reactor = self._running_reactor or (service is not None and service.owns_reactor)
+        if owns_reactor and reactor.running:
+            done = service.when_stopped() if service is not None else succeed(None)
+            reactor.stop()  # the 'before shutdown' trigger runs the graceful stop
+            return done
         return self._stop_service()
 
     # -- push ---------------------------------------------------------------------------
@@ -392,7 +673,16 @@ class Server:
                 reached += 1
         return reached
 
-    def close_tcp_connections(self) -> None:
-        """Send each keep-alive TCP client a shutdown line and close it."""
-        for conn in list(self.connections.values()):
-            conn.send_shutdown()
+    def close_tcp_connections(self) -> int:
+        """Send each TCP client a ``{"type": "shutdown"}`` line and close it
+        cleanly (its queued output is flushed first). Returns how many."""
+        conns = set(self.connections.values())
+        if self._service is not None:
+            conns.update(self._service.tcp_connections)
+        told = 0
+        for conn in conns:
+            send = getattr(conn, "send_shutdown", None)
+            if send is not None and not getattr(conn, "closing", False):
+                send()
+                told += 1
+        return told

@@ -1,0 +1,59 @@
+"""``python -m pyliteflux [--app module:attribute] [options]``.
+
+Runs the same service tree as ``twistd -n pyliteflux`` (``tap.Options`` and
+``tap.makeService``) in the foreground, logging to stdout; SIGTERM and
+SIGINT (Ctrl-C) shut it down gracefully. ``--help`` lists the options.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, List, Optional
+
+from twisted.python import usage
+
+
+def main(argv: Optional[List[str]] = None, reactor: Any = None) -> int:
+    """Parse ``argv``, serve until stopped; returns the exit status."""
+    from . import tap
+
+    options = tap.Options()
+    try:
+        options.parseOptions(sys.argv[1:] if argv is None else argv)
+    except usage.UsageError as exc:
+        sys.stderr.write(f"{options}\npython -m pyliteflux: error: {exc}\n")
+        return 2
+    except SystemExit as exc:  # --help / --version
+        return int(exc.code or 0)
+
+    from .log import start_console_logging
+
+    start_console_logging()
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    service = tap.makeService(options)
+    failures: List[Any] = []
+
+    def failed(failure: Any) -> None:
+        failures.append(failure)
+        if reactor.running:
+            reactor.stop()
+
+    def start() -> None:
+        service.startService()
+        service.listening().addErrback(failed)
+
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger(
+        "before", "shutdown", lambda: service.stopService() if service.running else None)
+    reactor.run()
+    if failures:
+        sys.stderr.write(f"python -m pyliteflux: error: {failures[0].getErrorMessage()}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""``twistd pyliteflux``: serve a pyliteflux app as a Twisted application.
+
+``Options`` parses the command line and loads the app; ``makeService``
+returns the app's service tree (``Server.make_service``: one listener per
+endpoint plus the background-job runner), the same tree ``server.run()``
+and ``python -m pyliteflux`` use.
+
+Settings are applied in this order, later ones winning: the app's own code,
+``--config FILE``, ``PYLITEFLUX_*`` environment variables, then the
+command-line options. Every value is validated by ``server.config``; a bad
+one is a usage error (non-zero exit, no traceback), as is an app that
+cannot be imported or an endpoint string that does not parse.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from typing import Any, Dict, List, Optional
+
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from .config import ENV_PREFIX, config_from_env, config_from_file
+from .server import Server, ServerService, importing_app
+
+__all__ = ["Options", "makeService", "load_app"]
+
+_log = Logger(namespace="pyliteflux.tap")
+
+_ENV_DOC = "\n".join(
+    f"  {ENV_PREFIX}{name.upper()}" for name in
+    ("http_port", "http_host", "tcp_port", "tcp_host", "tcp_keep_alive",
+     "http_endpoint", "tcp_endpoint", "bg_threads", "shutdown_timeout", "info", "debug")
+)
+
+
+def load_app(spec: str) -> Server:
+    """Import ``module:attribute`` and return the ``Server`` it names.
+
+    The attribute may be a ``Server`` or a callable returning one. The import
+    runs inside ``importing_app()``, so a module ending in ``server.run()``
+    does not block. Raises ``usage.UsageError`` with a readable message.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise usage.UsageError(f"--app must look like module:attribute, got {spec!r}")
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)  # like `python -m`: apps in the current directory import
+    try:
+        with importing_app():
+            module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise usage.UsageError(
+                f"--app {spec}: no module named {exc.name!r} "
+                f"(searched from {cwd}; is it on PYTHONPATH?)") from None
+        raise usage.UsageError(f"--app {spec}: importing {module_name} failed:\n"
+                               f"{_short_traceback()}") from None
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise usage.UsageError(f"--app {spec}: importing {module_name} failed:\n"
+                               f"{_short_traceback()}") from None
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise usage.UsageError(f"--app {spec}: module {module_name!r} has no "
+                                   f"attribute {attr!r}") from None
+    if not isinstance(obj, Server) and callable(obj):
+        try:
+            with importing_app():
+                obj = obj()
+        except Exception:
+            raise usage.UsageError(f"--app {spec}: calling {attr}() failed:\n"
+                                   f"{_short_traceback()}") from None
+    if not isinstance(obj, Server):
+        raise usage.UsageError(f"--app {spec}: expected a pyliteflux Server (or a factory "
+                               f"returning one), got {type(obj).__name__}")
+    return obj
+
+
+def _short_traceback() -> str:
+    """The last frames of the current exception: enough to fix the app."""
+    lines = traceback.format_exc(limit=-3).rstrip().splitlines()
+    return "\n".join("    " + line for line in lines)
+
+
+def check_endpoint(option: str, desc: str) -> str:
+    """Parse ``desc`` as a server endpoint string without listening.
+
+    ``ssl:`` endpoints load their key and certificate here, so a missing file
+    is reported at startup, with the option it came from.
+    """
+    try:
+        serverFromString(None, desc)
+    except Exception as exc:
+        why = str(exc) or type(exc).__name__
+        raise usage.UsageError(f"{option} {desc!r} is not a valid server endpoint: {why}") \
+            from None
+    return desc
+
+
+class Options(usage.Options):
+    synopsis = "[--app module:attribute] [options]"
+    longdesc = (
+        "Serve a pyliteflux app over HTTP and line-delimited TCP. Without --app, "
+        "serve the bundled demo app. Endpoints are Twisted endpoint strings, e.g. "
+        "tcp:8000:interface=127.0.0.1, ssl:8443:privateKey=key.pem:certKey=cert.pem, "
+        "unix:/run/app.sock; --http and --tcp may be repeated, and 'none' disables "
+        "that side. Settings apply in this order, later winning: the app's code, "
+        "--config FILE (TOML, or INI with a [pyliteflux] section), PYLITEFLUX_<KEY> "
+        "environment variables (e.g. PYLITEFLUX_HTTP_PORT=9000; also PYLITEFLUX_APP), "
+        "then these options. Known variables include:\n" + _ENV_DOC
+    )
+
+    optParameters = [
+        ["app", "a", None, "The app: module:attribute naming a pyliteflux Server or a "
+         "factory returning one (default: the bundled demo)."],
+        ["config", "c", None, "A TOML or INI file of config keys (see docs/operations.md)."],
+        ["threads", "t", None, "Background-job thread pool size (config bg_threads).",
+         int],
+        ["shutdown-timeout", None, None, "Seconds a graceful shutdown may take in total "
+         "(config shutdown_timeout).", float],
+    ]
+    optFlags = [
+        ["keep-alive", "k", "Keep TCP connections open after a reply (needed for push)."],
+        ["quiet", "q", "Do not log requests and lifecycle events (config info = false)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["http"] = []
+        self["tcp"] = []
+        self.server: Optional[Server] = None
+        self.endpoints: Dict[str, List[str]] = {}
+
+    def opt_http(self, desc: str) -> None:
+        """A Twisted endpoint string for HTTP (repeatable), or 'none'."""
+        self["http"].append(desc if desc.lower() == "none" else check_endpoint("--http", desc))
+
+    def opt_tcp(self, desc: str) -> None:
+        """A Twisted endpoint string for the TCP protocol (repeatable), or 'none'."""
+        self["tcp"].append(desc if desc.lower() == "none" else check_endpoint("--tcp", desc))
+
+    opt_H = opt_http
+    opt_T = opt_tcp
+
+    def postOptions(self) -> None:
+        environ = os.environ
+        spec = self["app"] or environ.get(ENV_PREFIX + "APP") or None
+        if spec:
+            server = load_app(spec)
+        else:
+            from .demo import make_server
+
+            server = make_server()
+        self.server = server
+        config = server.config
+
+        values: Dict[str, Any] = {}
+        if self["config"]:
+            try:
+                values.update(config_from_file(self["config"]))
+            except OSError as exc:
+                raise usage.UsageError(f"--config {self['config']}: {exc.strerror or exc}") \
+                    from None
+            except ValueError as exc:
+                raise usage.UsageError(f"--config: {exc}") from None
+        try:
+            env_values, unknown = config_from_env(environ)
+        except ValueError as exc:
+            raise usage.UsageError(str(exc)) from None
+        for var in unknown:
+            _log.warn("ignoring unknown environment variable {var}", var=var)
+        values.update(env_values)
+        if self["threads"] is not None:
+            values["bg_threads"] = self["threads"]
+        if self["shutdown-timeout"] is not None:
+            values["shutdown_timeout"] = self["shutdown-timeout"]
+        if self["keep-alive"]:
+            values["tcp_keep_alive"] = True
+        if self["quiet"]:
+            values["info"] = False
+        try:
+            config.update(values)
+        except ValueError as exc:
+            raise usage.UsageError(str(exc)) from None
+        for key in ("http_endpoint", "tcp_endpoint"):
+            desc = getattr(config, key)
+            if desc is not None:
+                check_endpoint(key, desc)
+
+        endpoints = server.endpoints()
+        for side in ("http", "tcp"):
+            given = self[side]
+            if not given:
+                continue
+            if any(d.lower() == "none" for d in given):
+                if len(given) > 1:
+                    raise usage.UsageError(f"--{side} none cannot be combined with endpoints")
+                endpoints[side] = []
+            else:
+                endpoints[side] = list(given)
+        if not endpoints["http"] and not endpoints["tcp"]:
+            raise usage.UsageError("nothing to serve: both --http and --tcp are none")
+        self.endpoints = endpoints
+
+
+def makeService(options: Options) -> ServerService:
+    """The app's service tree, ready for ``twistd`` (or ``python -m pyliteflux``)."""
+    server = options.server
+    if server is None:  # options built by hand without parseOptions()
+        options.postOptions()
+        server = options.server
+    assert server is not None
+    service = server.make_service(endpoints=options.endpoints)
+    service.owns_reactor = True  # server.stop() under twistd stops the process
+    return service
