@@ -1,0 +1,104 @@
+"""pyliteflux under test (imported from the checkout this file lives in).
+
+Modes:
+  hello     GET /hello -> {"message": "Hello, World!"}, no middleware
+  hello_mw  the same with 2 trivial middlewares that set and read ``g``
+  post      POST /echo -> request.json_data (re-encoded as JSON)
+  params    GET /r{i}/{id} for i in 0..99 -> {"route": i, "id": id}
+  echo      TCP command "echo" returning the request's data dict (keep-alive)
+  push      keep-alive TCP clients; GET /broadcast calls server.push_message
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from twisted.internet import reactor  # noqa: E402
+
+from pyliteflux import Middleware, Server, g  # noqa: E402
+from pyliteflux.routing import Router  # noqa: E402
+
+from _common import PUSH_MESSAGE, parse, ready  # noqa: E402
+
+MODES = ("hello", "hello_mw", "post", "params", "echo", "push")
+
+
+class SetUser(Middleware):
+    def process_request(self, request):
+        g.user = "bench"
+        return None
+
+    def process_response(self, request, response):
+        g.user  # read it back
+        return response
+
+
+class ReadUser(Middleware):
+    def process_request(self, request):
+        g.seen = g.user
+        return None
+
+    def process_response(self, request, response):
+        g.seen
+        return response
+
+
+def build(mode, http_port, tcp_port):
+    server = Server(router=Router())
+    server.config.info = False
+    server.config.update(
+        http_endpoint=f"tcp:{http_port}:interface=127.0.0.1:backlog=1024",
+        tcp_endpoint=f"tcp:{tcp_port}:interface=127.0.0.1:backlog=1024",
+    )
+    if mode in ("hello", "hello_mw"):
+        @server.route("/hello")
+        def hello(request):
+            return {"message": "Hello, World!"}
+
+        if mode == "hello_mw":
+            server.middleware_manager.add_middleware(SetUser())
+            server.middleware_manager.add_middleware(ReadUser())
+    elif mode == "post":
+        @server.route("/echo", method="POST")
+        def echo_post(request):
+            return request.json_data
+    elif mode == "params":
+        for i in range(100):
+            def item(request, i=i):
+                return {"route": i, "id": request.path_params["id"]}
+
+            server.route(f"/r{i}/{{id}}")(item)
+    elif mode == "echo":
+        server.config.tcp_keep_alive = True
+
+        @server.route("echo", protocol="tcp")
+        def echo(request):
+            return dict(request.data or {})
+    elif mode == "push":
+        server.config.update(tcp_keep_alive=True, max_tcp_connections=100000)
+
+        @server.route("/broadcast")
+        def broadcast(request):
+            return {"reached": server.push_message(PUSH_MESSAGE)}
+    return server
+
+
+def main():
+    args = parse(MODES)
+    server = build(args.mode, args.port, args.tcp_port)
+    side = "tcp" if args.mode == "echo" else "both" if args.mode == "push" else "http"
+
+    def started(listening):
+        ready(listening.tcp_port if side == "tcp" else listening.http_port)
+
+    def failed(failure):
+        print(f"cannot listen: {failure.getErrorMessage()}", file=sys.stderr, flush=True)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: server.listen(side).addCallbacks(started, failed))
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()
