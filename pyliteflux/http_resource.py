@@ -153,7 +153,10 @@ class HTTPResource(Resource):
             request.write(b"")
             request.finish()
             return server.NOT_DONE_YET
-        stream(request, response, self.server.reactor)
+        # The body is produced later, from reactor callbacks: run its steps in
+        # the request's context (so ``g`` works inside the generator) when the
+        # pipeline recorded one on the request.
+        stream(request, response, self.server.reactor, getattr(req, "context", None))
         return server.NOT_DONE_YET
 
     def _run_jobs_after(self, request: Any, req: HTTPRequest) -> None:
