@@ -256,6 +256,7 @@ class ServerService(MultiService):
         #: (``server.run()``, ``twistd``, ``python -m pyliteflux``).
         self.owns_reactor = False
         self._stopping: Optional[Deferred[Any]] = None
+        self._stopped = False
         self._stopped_waiters: List[Deferred[Any]] = []
         watched: Set[int] = set()
         for listener in listeners:
@@ -271,6 +272,7 @@ class ServerService(MultiService):
             jobs.threads = config.bg_threads
             jobs.max_queued = config.bg_max_queued
         self._stopping = None
+        self._stopped = False
         jobs.start()
         super().startService()
 
@@ -291,7 +293,7 @@ class ServerService(MultiService):
     def when_stopped(self) -> Deferred[Any]:
         """A Deferred that fires when the current (or next) stop has finished."""
         d: Deferred[Any] = Deferred()
-        if self._stopping is not None and self._stopping.called:
+        if self._stopped:
             d.callback(None)
         else:
             self._stopped_waiters.append(d)
@@ -299,12 +301,7 @@ class ServerService(MultiService):
 
     def stopService(self) -> Deferred[Any]:
         if self._stopping is not None:  # already stopping: share the same shutdown
-            d: Deferred[Any] = Deferred()
-            if self._stopping.called:
-                d.callback(None)
-            else:
-                self._stopped_waiters.append(d)
-            return d
+            return self.when_stopped()
         server = self.server
         reactor = server.reactor
         timeout = server.config.shutdown_timeout
@@ -341,7 +338,7 @@ class ServerService(MultiService):
             aborted = result if isinstance(result, list) else []
             if http_reqs or tcp_cmds or report.get("jobs") or aborted:
                 _log.warn(
-                    "shutdown: deadline of {timeout}s reached after {elapsed:.2f}s; abandoned "
+                    "shutdown: gave up after {elapsed:.2f}s (shutdown_timeout={timeout}s): abandoned "
                     "{n_http} HTTP request(s) {http}, {n_tcp} TCP command(s) {tcp}, "
                     "{n_jobs} background job(s), aborted {n_conn} connection(s)",
                     timeout=timeout, elapsed=elapsed, n_http=len(http_reqs), http=http_reqs,
@@ -349,6 +346,7 @@ class ServerService(MultiService):
                     n_conn=len(aborted))
             elif server.config.info:
                 _log.info("shutdown complete in {elapsed:.2f}s", elapsed=elapsed)
+            self._stopped = True
             waiters, self._stopped_waiters = self._stopped_waiters, []
             for waiter in waiters:
                 waiter.callback(None)

@@ -31,8 +31,8 @@ __all__ = ["Options", "makeService", "load_app"]
 
 _log = Logger(namespace="pyliteflux.tap")
 
-_ENV_DOC = "\n".join(
-    f"  {ENV_PREFIX}{name.upper()}" for name in
+_ENV_DOC = ", ".join(
+    f"{ENV_PREFIX}{name.upper()}" for name in
     ("http_port", "http_host", "tcp_port", "tcp_host", "tcp_keep_alive",
      "http_endpoint", "tcp_endpoint", "bg_threads", "shutdown_timeout", "info", "debug")
 )
@@ -117,7 +117,7 @@ class Options(usage.Options):
         "that side. Settings apply in this order, later winning: the app's code, "
         "--config FILE (TOML, or INI with a [pyliteflux] section), PYLITEFLUX_<KEY> "
         "environment variables (e.g. PYLITEFLUX_HTTP_PORT=9000; also PYLITEFLUX_APP), "
-        "then these options. Known variables include:\n" + _ENV_DOC
+        "then these options. Any config key works as a variable, e.g. " + _ENV_DOC + "."
     )
 
     optParameters = [
