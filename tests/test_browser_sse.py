@@ -14,6 +14,7 @@ import html
 import json
 import os
 import shutil
+import tempfile
 from typing import Any, List
 
 from twisted.internet import error, protocol, reactor, task
@@ -103,10 +104,10 @@ class BrowserSSETests(unittest.TestCase):
         self.addCleanup(server._stop_service)
         url = f"http://127.0.0.1:{listening.http_port}/"
 
-        profile = self.mktemp()
-        os.makedirs(profile)
+        profile = tempfile.mkdtemp(prefix="pyliteflux-chromium-")
+        self.addCleanup(shutil.rmtree, profile, True)
         proc = _Collect()
-        args = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={os.path.abspath(profile)}",
+        args = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
                 "--virtual-time-budget=10000", "--dump-dom", url]
         transport = reactor.spawnProcess(proc, CHROMIUM, args, env=dict(os.environ))
 

@@ -7,6 +7,7 @@ control. Runs under ``trial tests.test_streaming`` and ``pytest``.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable, Dict, List, Optional
 
@@ -635,3 +636,59 @@ class SSEStreamTests(unittest.TestCase):
         end = next(sse)
         self.assertEqual(self.successResultOf(end), b"")
         self.assertRaises(StopIteration, next, sse)
+
+
+class ExampleTests(StreamingTestCase):
+    """``examples/streaming.py`` (the seed's streaming routes) really serves."""
+
+    def load_example(self) -> Any:
+        import importlib
+        import sys
+        import time
+        from types import SimpleNamespace
+
+        from pyliteflux.routing import Route
+        from pyliteflux.server import importing_app
+
+        sys.modules.pop("examples.streaming", None)
+        self.addCleanup(sys.modules.pop, "examples.streaming", None)
+        with importing_app(), Route.isolated():
+            module = importlib.import_module("examples.streaming")
+        # the seed's /stream sleeps 1 s per event; not in a test
+        self.patch(module, "time", SimpleNamespace(sleep=lambda s: None, time=time.time))
+        module.server.config.update(http_port=0, info=False)
+        return module
+
+    async def test_seed_routes(self) -> None:
+        module = self.load_example()
+        port = await self.serve(module.server)
+        base = f"http://127.0.0.1:{port}"
+        http = self.client()
+
+        response = await http.get(base + "/api/complex?type=stream")
+        self.assertEqual(response.headers.getRawHeaders("content-type"), ["application/x-ndjson"])
+        lines = (await response.content()).decode().splitlines()
+        self.assertEqual([json.loads(line) for line in lines], [{"count": i} for i in range(5)])
+        response = await http.get(base + "/api/complex?type=error")
+        self.assertEqual(response.code, 400)
+        self.assertEqual(await (await http.get(base + "/api/complex")).json(),
+                         {"message": "Regular JSON response"})
+
+        with open(module.LARGE_FILE, "rb") as f:
+            expected = f.read()
+        for path in ("/download", "/download-threaded"):
+            response = await http.get(base + path)
+            self.assertEqual(response.headers.getRawHeaders("content-disposition"),
+                             ["attachment; filename=large_file.txt"])
+            self.assertEqual(await response.content(), expected)
+
+        for path in ("/stream", "/stream-async?interval=0"):
+            response = await http.get(base + path)
+            self.assertEqual(response.headers.getRawHeaders("content-type"), ["text/event-stream"])
+            events = parse_sse((await response.content()).decode())
+            self.assertEqual([e["data"] for e in events], [str(i) for i in range(10)])
+
+        response = await http.get(base + "/events?interval=0")
+        events = parse_sse((await response.content()).decode())
+        self.assertEqual([json.loads(e["data"])["tick"] for e in events], list(range(10)))
+        self.assertEqual({e["event"] for e in events}, {"tick"})
