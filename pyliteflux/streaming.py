@@ -11,8 +11,9 @@ transport buffer plus one chunk of a stream in memory.
 The body may be a generator or any iterator, an async generator (or other
 async iterator), or an iterator that yields Deferreds (or coroutines) of
 chunks. Chunks are ``bytes`` (or ``bytearray``/``memoryview``) or ``str``,
-which is UTF-8 encoded; empty chunks are skipped (an empty HTTP/1.1 chunk
-would end the body). Twisted writes the body with chunked transfer encoding
+which is UTF-8 encoded; empty chunks and ``None`` are skipped (an empty
+HTTP/1.1 chunk would end the body), so a sync generator can pause without
+blocking with ``yield deferLater(reactor, 1, lambda: None)``. Twisted writes the body with chunked transfer encoding
 for HTTP/1.1 clients, each chunk as it is produced.
 
 Blocking iterators: the decision
@@ -30,7 +31,7 @@ An iterator that really blocks (``time.sleep``, a network client, a slow
 disk) must not run on the reactor: wrap it in ``in_thread(iterable)``, which
 advances it in a thread pool, one item at a time (no read-ahead, so
 backpressure still holds). A sync step that takes longer than
-``slow_step_warning`` seconds is logged once per stream, naming
+``slow_step_warning`` seconds is logged once per generator function, naming
 ``in_thread``. Async generators are the other non-blocking option.
 
 Disconnects and errors
@@ -63,7 +64,7 @@ import inspect
 import json
 import re
 import time
-from typing import Any, Callable, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, List, Mapping, Optional, Union
 
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.internet.interfaces import IPushProducer
@@ -95,16 +96,19 @@ class _End:
 
 
 _END = _End()
+_warned_blocking: set = set()  # generator code objects already reported as blocking
 
 
 def _chunk_bytes(chunk: Any) -> bytes:
     if isinstance(chunk, bytes):
         return chunk
+    if chunk is None:  # e.g. ``yield deferLater(reactor, 1, lambda: None)``: a pause
+        return b""
     if isinstance(chunk, str):
         return chunk.encode("utf-8")
     if isinstance(chunk, (bytearray, memoryview)):
         return bytes(chunk)
-    raise TypeError(f"stream chunks must be bytes or str, got {type(chunk).__name__}")
+    raise TypeError(f"stream chunks must be bytes, str or None, got {type(chunk).__name__}")
 
 
 def _run(ctx: Optional[contextvars.Context], f: Callable[..., Any], *args: Any) -> Any:
@@ -234,7 +238,6 @@ class StreamProducer:
         self._paused = False
         self._scheduled: Any = None
         self._done = False
-        self._warned = False
         self.produced = 0  #: chunks written, for tests and metrics
         self.bytes_written = 0
         self.finished: Deferred[None] = Deferred()
@@ -266,6 +269,15 @@ class StreamProducer:
         self._pump()
         return self.finished
 
+    def _first_warning(self) -> bool:
+        """Warn about a blocking iterator once per generator function, not per request."""
+        iterator = self._source.iterator
+        key = getattr(iterator, "gi_code", None) or type(iterator)
+        if key in _warned_blocking:
+            return False
+        _warned_blocking.add(key)
+        return True
+
     def _lost(self, failure: Failure) -> None:
         self._end(write_end=False)
 
@@ -287,8 +299,7 @@ class StreamProducer:
                 self._failed(Failure())
                 return
             now = time.monotonic()
-            if now - began > self.slow_step_warning and not self._warned:
-                self._warned = True
+            if now - began > self.slow_step_warning and self._first_warning():
                 _log.warn("stream iterator {iterator!r} blocked the reactor for {seconds:.3f}s "
                           "in one step; wrap it with pyliteflux.streaming.in_thread() or use "
                           "an async generator", iterator=self._source.iterator,
@@ -407,7 +418,7 @@ class ThreadedIterator:
         except StopIteration:
             return _END
 
-    def __iter__(self) -> "ThreadedIterator":
+    def __iter__(self) -> ThreadedIterator:
         return self
 
     def __next__(self) -> Deferred[Any]:
@@ -420,12 +431,15 @@ class ThreadedIterator:
         def settled(result: Any) -> None:
             if self._running is d:
                 self._running = None
-            if isinstance(result, Failure) or result is not _END:
-                if not out.called:
-                    out.callback(result) if not isinstance(result, Failure) else out.errback(result)
-            elif not out.called:
+            if out.called:  # cancelled meanwhile: nobody wants the result
+                return
+            if isinstance(result, Failure):
+                out.errback(result)
+            elif result is _END:
                 self._closed = True
                 out.callback(b"")  # skipped by the producer; the next step ends the stream
+            else:
+                out.callback(result)
 
         d.addBoth(settled)
         return out
@@ -481,7 +495,7 @@ def sse_event(
     non-negative int. ``comment`` lines start with ``:`` and are ignored by
     clients. The result ends with the blank line that dispatches the event.
     """
-    lines = []
+    lines: List[str] = []
     if comment is not None:
         lines.extend(": " + line if line else ":" for line in _LINE_BREAK.split(str(comment)))
     if event is not None:
@@ -535,13 +549,13 @@ class SSEStream:
         self._step: Optional[Deferred[Any]] = None
         self.heartbeats = 0  #: heartbeat comments sent
 
-    def __iter__(self) -> "SSEStream":
+    def __iter__(self) -> SSEStream:
         return self
 
     def __next__(self) -> Any:
         if self._done:
             raise StopIteration
-        waiter: Deferred[Any] = Deferred(lambda _: self.close())
+        waiter: Deferred[Any] = Deferred(self._waiter_cancelled)
         if self._step is None:
             item = self._source.step()  # errors propagate to the producer
             if item is _END:
@@ -581,6 +595,9 @@ class SSEStream:
         if waiter is not None and not waiter.called:
             waiter.callback(result)
         return None
+
+    def _waiter_cancelled(self, waiter: Deferred[Any]) -> None:
+        self.close()  # the stream was abandoned while waiting for an event
 
     def _beat(self) -> None:
         self._timer = None

@@ -11,21 +11,24 @@ import json
 import re
 from typing import Any, Callable, Dict, List, Optional
 
+import treq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor, task
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, gatherResults, succeed
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 
-import treq
-from pyliteflux import Middleware, Server, StreamResponse
-from pyliteflux import streaming
+from pyliteflux import Middleware, Server, StreamResponse, streaming
 from pyliteflux.routing import Router
 from pyliteflux.streaming import SSEStream, in_thread, sse_event, sse_response
+
+
+async def gather(*ds: Deferred) -> List[Any]:
+    return await gatherResults(list(ds))
 
 
 def turns(n: int) -> Deferred:
@@ -73,7 +76,7 @@ class RawClient(Protocol):
                 self._waiters.remove(waiter)
                 d.callback(self)
 
-    def wait_for(self, predicate: Callable[["RawClient"], bool]) -> Deferred:
+    def wait_for(self, predicate: Callable[[RawClient], bool]) -> Deferred:
         d: Deferred = Deferred()
         if predicate(self):
             d.callback(self)
@@ -233,7 +236,7 @@ class StreamResponseTests(StreamingTestCase):
             def __init__(self) -> None:
                 self.items = [succeed(b"a"), task.deferLater(reactor, 0, lambda: "b"), b"c"]
 
-            def __iter__(self) -> "Chunks":
+            def __iter__(self) -> Chunks:
                 return self
 
             def __next__(self) -> Any:
@@ -393,6 +396,71 @@ class StreamResponseTests(StreamingTestCase):
         proto.transport.abortConnection()
         await wait_until(lambda: state["closed"])
 
+    async def test_a_blocking_step_is_reported_once(self) -> None:
+        server = self.make_server()
+        watcher = ErrorWatcher(self)
+        self.patch(streaming.StreamProducer, "slow_step_warning", -1.0)  # every step is "slow"
+        self.patch(streaming, "_warned_blocking", set())
+
+        @server.route("/s")
+        def s(request: Any) -> StreamResponse:
+            def blocking() -> Any:
+                yield b"a"
+                yield b"b"
+
+            return StreamResponse(blocking())
+
+        port = await self.serve(server)
+        http = self.client()
+        for _ in range(2):
+            self.assertEqual(await (await http.get(f"http://127.0.0.1:{port}/s")).content(), b"ab")
+        self.assertEqual(len(watcher.events), 1)
+        self.assertIn("in_thread", watcher.events[0]["log_format"])
+
+    async def test_generator_runs_in_the_request_context(self) -> None:
+        # The adapter runs the stream in ``request.context`` when the pipeline
+        # records it there; simulate that here to check the streaming side.
+        from pyliteflux import g
+        from pyliteflux.pipeline import Pipeline
+
+        real_start = Pipeline._start
+
+        def start(pipeline: Any, request: Any, ctx: Any) -> Any:
+            request.context = ctx
+            return real_start(pipeline, request, ctx)
+
+        self.patch(Pipeline, "_start", start)
+        server = self.make_server()
+
+        @server.route("/sync")
+        def sync(request: Any) -> StreamResponse:
+            g.user = request.query_params["user"]
+
+            def gen() -> Any:
+                yield "hello "
+                yield task.deferLater(reactor, 0, lambda: None)
+                yield g.user
+
+            return StreamResponse(gen())
+
+        @server.route("/async")
+        def async_(request: Any) -> StreamResponse:
+            g.user = request.query_params["user"]
+
+            async def agen() -> Any:
+                await task.deferLater(reactor, 0, lambda: None)
+                yield f"bye {g.user}"
+
+            return StreamResponse(agen())
+
+        port = await self.serve(server)
+        http = self.client()
+        url = f"http://127.0.0.1:{port}"
+        responses = await gather(*(http.get(f"{url}/{kind}?user={user}")
+                                   for kind in ("sync", "async") for user in ("ann", "bob")))
+        bodies = [await r.content() for r in responses]
+        self.assertEqual(bodies, [b"hello ann", b"hello bob", b"bye ann", b"bye bob"])
+
     async def test_error_before_first_chunk_is_a_500(self) -> None:
         server = self.make_server()
 
@@ -409,6 +477,19 @@ class StreamResponseTests(StreamingTestCase):
         self.assertEqual(response.code, 500)
         self.assertEqual(await response.json(), {"error": "Internal Server Error"})
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    async def test_a_chunk_of_the_wrong_type_is_an_error(self) -> None:
+        server = self.make_server()
+
+        @server.route("/s")
+        def s(request: Any) -> StreamResponse:
+            return StreamResponse(iter([None, 42]))  # None is skipped, an int is not a chunk
+
+        port = await self.serve(server)
+        response = await self.client().get(f"http://127.0.0.1:{port}/s")
+        self.assertEqual(response.code, 500)
+        await response.content()
+        self.assertEqual(len(self.flushLoggedErrors(TypeError)), 1)
 
     async def test_error_mid_stream_truncates_the_body(self) -> None:
         server = self.make_server()
