@@ -147,15 +147,31 @@ class Pipeline:
 _NOT_FIRED = object()
 
 
-def _fired_result(d: Deferred) -> Any:
-    """The result of an already-fired, unpaused Deferred, or ``_NOT_FIRED``."""
-    if d.called and not d.paused and not d.callbacks and not isinstance(d.result, Deferred):
-        result = d.result
-        if isinstance(result, Failure):
-            result.cleanFailure()
-            d.addErrback(lambda f: None)  # consumed: don't log "unhandled error"
-        return result
-    return _NOT_FIRED
+class _Resume:
+    """Callback on an awaited Deferred: captures a result that is already
+    there (so the caller continues synchronously) or resumes the pipeline
+    later, in the request's context."""
+
+    __slots__ = ("gen", "ctx", "waiting", "result", "out")
+
+    def __init__(self, gen: _Step, ctx: contextvars.Context) -> None:
+        self.gen = gen
+        self.ctx = ctx
+        self.waiting = False
+        self.result: Any = _NOT_FIRED
+        self.out: Optional[Deferred] = None
+
+    def __call__(self, result: Any) -> None:
+        if not self.waiting:
+            self.result = result
+            return None
+        out = self.out
+        final = self.ctx.run(_drive, self.gen, self.ctx, result, isinstance(result, Failure))
+        if isinstance(final, Deferred):
+            final.chainDeferred(out)  # type: ignore[arg-type]
+        elif not out.called:  # type: ignore[union-attr]
+            out.callback(final)  # type: ignore[union-attr]
+        return None
 
 
 def _drive(gen: _Step, ctx: contextvars.Context, value: Any, failed: bool) -> Union[Any, Deferred]:
@@ -163,7 +179,8 @@ def _drive(gen: _Step, ctx: contextvars.Context, value: Any, failed: bool) -> Un
 
     While each yielded Deferred has already fired, keep going synchronously;
     otherwise return a Deferred of the final value and resume, in ``ctx``,
-    when the awaited one fires.
+    when the awaited one fires. Cancelling that Deferred cancels the awaited
+    one (so a client that goes away cancels the handler's work).
     """
     while True:
         try:
@@ -173,23 +190,14 @@ def _drive(gen: _Step, ctx: contextvars.Context, value: Any, failed: bool) -> Un
                 d = gen.send(value)
         except StopIteration as stop:
             return stop.value
-        result = _fired_result(d)
-        if result is _NOT_FIRED:
+        resume = _Resume(gen, ctx)
+        d.addBoth(resume)
+        if resume.result is _NOT_FIRED:
             break
-        value, failed = result, isinstance(result, Failure)
+        value = resume.result
+        failed = isinstance(value, Failure)
 
-    out: Deferred = Deferred()
-
-    def resume(result: Any) -> None:
-        final = ctx.run(_drive, gen, ctx, result, isinstance(result, Failure))
-        if isinstance(final, Deferred):
-            final.chainDeferred(out)
-        else:
-            out.callback(final)
-
-    def cancel(_: Deferred) -> None:
-        d.cancel()
-
-    out._canceller = cancel  # type: ignore[attr-defined]
-    d.addBoth(resume)
+    out: Deferred = Deferred(lambda _: d.cancel())
+    resume.out = out
+    resume.waiting = True
     return out
