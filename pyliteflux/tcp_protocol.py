@@ -220,9 +220,12 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
     # -- IPushProducer: the transport tells us when our output backs up ------------
 
     def pauseProducing(self) -> None:
-        self._output_paused = True
-        self._unsent = 0
-        self._pause_reading("output")
+        # Twisted may call this again on every write while the buffer is
+        # over its limit: only the first call starts the count.
+        if not self._output_paused:
+            self._output_paused = True
+            self._unsent = 0
+            self._pause_reading("output")
 
     def resumeProducing(self) -> None:
         self._output_paused = False

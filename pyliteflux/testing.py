@@ -357,8 +357,11 @@ class TCPTestConnection:
 def _parse_reply(line: bytes) -> Any:
     head = line[:1]
     try:
-        if head in (b"{", b"["):
+        if head != b"<":
             return loads_json(line)
+    except DecodeError:
+        return line.decode("utf-8", "replace")
+    try:
         if head == b"<":
             element = parse_xml(line)
             data = xml_to_data(element)
