@@ -83,7 +83,7 @@ class BrowserSSETests(unittest.TestCase):
         skip = "Chromium is not installed (Debian: apt-get install chromium)"
 
     async def test_eventsource_receives_events(self) -> None:
-        server = Server(router=Router(), info=False)
+        server = Server(router=Router(), http_port=0, info=False)
 
         @server.route("/")
         def page(request: Any) -> HTTPResponse:

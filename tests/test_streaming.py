@@ -116,7 +116,7 @@ class StreamingTestCase(unittest.TestCase):
                                       and getattr(s, "connected", False)])
 
     def make_server(self) -> Server:
-        server = Server(router=Router(), info=False)
+        server = Server(router=Router(), http_port=0, info=False)
         return server
 
     def client(self) -> treq.client.HTTPClient:
