@@ -1,0 +1,97 @@
+"""Each file in examples/ driven through pyliteflux.testing, as the seed describes it."""
+
+import os
+import re
+
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pyliteflux.testing import TestClient, load_app
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+class HelloExampleTests(TestCase):
+    async def test_hello(self):
+        client = TestClient(load_app("examples.hello:server"))
+        r = await client.get("/hello")
+        self.assertEqual(r.code, 200)
+        self.assertEqual(r.header("content-type"), "application/json")
+        self.assertEqual(r.body, b'{"message": "Hello, World!"}')
+
+
+class MiddlewareExampleTests(TestCase):
+    def setUp(self):
+        self.client = TestClient(load_app("examples.middleware:server"))
+
+    async def test_without_token(self):
+        r = await self.client.get("/user")
+        self.assertEqual(r.json(), {"error": "Unauthorized", "authenticated": False})
+
+    async def test_with_token(self):
+        r = await self.client.get("/user", headers={"Authorization": "secret"})
+        body = r.json()
+        self.assertEqual(body["message"], "User info")
+        self.assertEqual(body["user"], {"id": 1, "name": "user1"})
+        self.assertTrue(body["authenticated"])
+        self.assertEqual(body["request_id"], r.header("x-request-id"))
+
+
+class ContextExampleTests(TestCase):
+    def setUp(self):
+        self.server = load_app("examples.context:server")
+        self.client = TestClient(self.server)
+        import examples.context as module
+
+        self.module = module
+
+    async def test_data_uses_and_closes_resources(self):
+        closed = self.module.Database.closed
+        r = await self.client.get("/data")
+        body = r.json()
+        self.assertEqual(body["data"], [{"id": 1, "name": "user1"}])
+        self.assertEqual(body["cached"], "cached")
+        self.assertTrue(body["request_id"])
+        self.assertEqual(self.module.Database.closed, closed + 1)
+
+    async def test_async_job_runs_with_its_own_g(self):
+        r = await self.client.get("/async")
+        self.assertEqual(r.json(), {"message": "Task scheduled"})
+        self.assertEqual(self.server.jobs.stats.done, 1)
+
+
+class ChatExampleTests(TestCase):
+    def setUp(self):
+        if not os.path.exists(os.path.join(ROOT, "examples", "chat.py")):
+            raise self.skipTest("examples/chat.py not present")
+        self.server = load_app("examples.chat:server")
+        self.client = TestClient(self.server, jobs="capture")
+
+    async def test_subscribe_clients_and_push(self):
+        import examples.chat as chat
+
+        conn = self.client.connect()
+        reply = await conn.send({"command": "subscribe"})
+        self.assertEqual(reply["client_id"], conn.client_id)
+        reply = await conn.send({"command": "clients"})
+        self.assertEqual(reply["clients"], [conn.client_id])
+        r = await self.client.get("/hello", params={"client_id": conn.client_id})
+        self.assertEqual(r.json()["target_client"], conn.client_id)
+        self.patch(chat.time, "sleep", lambda seconds: None)  # the seed's 5 s stand-in
+        await self.client.jobs.run_all()
+        self.assertEqual(conn.pushes, [{"type": "push", "data": "Hello via HTTP GET!"}])
+
+
+class ReadmeTests(SynchronousTestCase):
+    def test_readme_testing_section_is_the_example_file(self):
+        with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+            readme = f.read()
+        block = re.search(r"<!-- readme-test:start -->\n```python\n(.*?)```\n<!-- readme-test:end -->",
+                          readme, re.S)
+        self.assertIsNotNone(block)
+        with open(os.path.join(ROOT, "examples", "test_chat_app.py"), encoding="utf-8") as f:
+            self.assertEqual(block.group(1), f.read())
+
+
+# The README's worked example runs as part of this suite.
+from examples.test_chat_app import ChatAppTests as ReadmeChatAppTests  # noqa: E402,F401
