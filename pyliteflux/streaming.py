@@ -96,6 +96,7 @@ class _End:
 
 
 _END = _End()
+_NOTHING = object()
 _warned_blocking: set = set()  # generator code objects already reported as blocking
 
 
@@ -547,6 +548,8 @@ class SSEStream:
         self._timer: Any = None
         self._waiter: Optional[Deferred[Any]] = None
         self._step: Optional[Deferred[Any]] = None
+        self._ready: Any = _NOTHING
+        self._closed = False
         self.heartbeats = 0  #: heartbeat comments sent
 
     def __iter__(self) -> SSEStream:
@@ -556,6 +559,11 @@ class SSEStream:
         if self._done:
             raise StopIteration
         waiter: Deferred[Any] = Deferred(self._waiter_cancelled)
+        if self._ready is not _NOTHING:
+            # the source produced while nobody was waiting (just after a heartbeat)
+            ready, self._ready = self._ready, _NOTHING
+            self._deliver(waiter, ready)
+            return waiter
         if self._step is None:
             item = self._source.step()  # errors propagate to the producer
             if item is _END:
@@ -581,20 +589,29 @@ class SSEStream:
         self._step = None
         self._cancel_timer()
         waiter, self._waiter = self._waiter, None
-        if isinstance(result, Failure):
-            if waiter is not None and not waiter.called:
-                waiter.errback(result)
-            elif not result.check(CancelledError):
+        if waiter is not None and not waiter.called:
+            self._deliver(waiter, result)
+        elif self._closed:
+            if isinstance(result, Failure) and not result.check(CancelledError):
                 _log.failure("SSE event source failed", failure=result)
-            return None
+        else:
+            self._ready = result  # handed out by the next __next__
+        return None
+
+    def _deliver(self, waiter: Deferred[Any], result: Any) -> None:
+        if isinstance(result, Failure):
+            waiter.errback(result)
+            return
         if result is _END:
             self._done = True
-            result = b""  # skipped; the next step raises StopIteration
-        else:
-            result = _as_sse(result)
-        if waiter is not None and not waiter.called:
-            waiter.callback(result)
-        return None
+            waiter.callback(b"")  # skipped; the next step raises StopIteration
+            return
+        try:
+            text = _as_sse(result)
+        except Exception:
+            waiter.errback(Failure())
+            return
+        waiter.callback(text)
 
     def _waiter_cancelled(self, waiter: Deferred[Any]) -> None:
         self.close()  # the stream was abandoned while waiting for an event
@@ -613,9 +630,10 @@ class SSEStream:
 
     def close(self) -> Deferred[None]:
         """Stop heartbeats and close the event source (its ``finally`` runs)."""
-        self._done = True
+        self._done = self._closed = True
         self._cancel_timer()
         self._waiter = None
+        self._ready = _NOTHING
         return self._source.close()
 
 

@@ -677,6 +677,27 @@ class SSEStreamTests(unittest.TestCase):
         self.assertRaises(StopIteration, next, sse)
         self.assertEqual(sse.heartbeats, 2)
 
+    def test_event_ready_between_heartbeat_and_next_request_is_kept(self) -> None:
+        clock = task.Clock()
+        pending: Deferred = Deferred()
+
+        def gen() -> Any:
+            yield pending
+            yield pending_two
+
+        pending_two: Deferred = Deferred()
+        sse = SSEStream(gen(), heartbeat=1, reactor=clock)
+        waiting = next(sse)
+        clock.advance(1)
+        self.assertEqual(self.successResultOf(waiting), ": heartbeat\n\n")
+        pending.callback("data: kept\n\n")  # before the producer asks again
+        self.assertEqual(self.successResultOf(next(sse)), "data: kept\n\n")
+        waiting = next(sse)
+        clock.advance(1)
+        pending_two.errback(ZeroDivisionError("source failed"))
+        self.successResultOf(waiting)  # the heartbeat
+        self.failureResultOf(next(sse), ZeroDivisionError)
+
     def test_close_cancels_timer_and_closes_source(self) -> None:
         clock = task.Clock()
         pending: Deferred = Deferred()
