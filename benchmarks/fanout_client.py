@@ -50,7 +50,7 @@ def main():
     before = rss_kib(pid)
     socks = []
     t0 = time.perf_counter()
-    for i in range(n):
+    for _ in range(n):
         socks.append(socket.create_connection(("127.0.0.1", tcp_port), timeout=10))
     connect_s = time.perf_counter() - t0
     time.sleep(1.5)  # let the server accept and set up every connection

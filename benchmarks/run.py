@@ -227,9 +227,9 @@ def run_wrk(case: Case, port: int, args: argparse.Namespace, tmp: str) -> Dict[s
     base = pin(1) + ["wrk", "-t1", f"-c{case.conns}"]
     if case.lua:
         base += ["-s", lua_script(case.lua, tmp)]
-    subprocess.run(base + [f"-d{args.warmup}s", url], check=True, capture_output=True,
+    subprocess.run(base + [f"-d{max(1, round(args.warmup))}s", url], check=True, capture_output=True,
                    timeout=args.warmup + 30)
-    out = subprocess.run(base + [f"-d{args.duration}s", "--latency", url], check=True,
+    out = subprocess.run(base + [f"-d{max(1, round(args.duration))}s", "--latency", url], check=True,
                          capture_output=True, text=True, timeout=args.duration + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
@@ -263,31 +263,97 @@ def run_fanout(case: Case, server: ServerProcess, args: argparse.Namespace) -> D
             "rss_per_conn": r["rss_per_conn_kib"], "reached": r["reached"], "errors": errors}
 
 
-def run_case(case: Case, args: argparse.Namespace, tmp: str) -> None:
+def _skip_reason(case: Case) -> str:
     if case.needs:
         probe = subprocess.run([PY, "-c", f"import {case.needs}"], capture_output=True)
         if probe.returncode:
-            case.note = f"skipped: {case.needs} not installed (pip install {case.needs})"
-            return
+            return f"skipped: {case.needs} not installed (pip install {case.needs})"
     if case.kind == "wrk" and not shutil.which("wrk"):
-        case.note = "skipped: wrk not installed (apt-get install wrk)"
+        return "skipped: wrk not installed (apt-get install wrk)"
+    return ""
+
+
+def _measure(case: Case, server: ServerProcess, args: argparse.Namespace,
+             tmp: str) -> Dict[str, Any]:
+    if case.kind == "wrk":
+        return run_wrk(case, server.http_port, args, tmp)
+    if case.kind == "tcp":
+        return run_tcp(case, server.tcp_port, args)
+    return run_fanout(case, server, args)
+
+
+def _combine(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Median over the rounds (by throughput), with the spread kept."""
+    ordered = sorted(samples, key=lambda r: r["value"])
+    mid = dict(ordered[(len(ordered) - 1) // 2])  # lower median: a real sample
+    mid["rounds"] = [r["value"] for r in samples]
+    mid["errors"] = sum(r.get("errors", 0) for r in samples)
+    return mid
+
+
+def run_group(group: List[Case], args: argparse.Namespace, tmp: str) -> None:
+    """Run one group's cases, interleaved, so slow drifts of a shared machine
+    hit every server alike.
+
+    HTTP and TCP groups start all their servers (each idle on core 0 while
+    another is loaded), warm each up, then measure them in turn for
+    ``args.rounds`` rounds and keep the median. Fan-out cases run one
+    server at a time (10,000 connections each); each does ``args.rounds``
+    broadcasts.
+    """
+    runnable = []
+    for case in group:
+        case.note = _skip_reason(case)
+        if not case.note:
+            runnable.append(case)
+    if not runnable:
         return
-    server = None
+    if runnable[0].kind == "fanout":
+        for case in runnable:
+            print(f"... {case.group} :: {case.name}", file=sys.stderr, flush=True)
+            server = None
+            try:
+                server = ServerProcess(case, tmp)
+                case.result = _measure(case, server, args, tmp)
+            except Exception as exc:  # one broken case must not stop the suite
+                case.note = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+            finally:
+                if server is not None:
+                    server.stop()
+        return
+    servers: Dict[int, ServerProcess] = {}
+    samples: Dict[int, List[Dict[str, Any]]] = {id(c): [] for c in runnable}
     try:
-        server = ServerProcess(case, tmp)
-        if case.kind == "wrk":
-            case.result = run_wrk(case, server.http_port, args, tmp)
-        elif case.kind == "tcp":
-            case.result = run_tcp(case, server.tcp_port, args)
-        else:
-            case.result = run_fanout(case, server, args)
-        if server.proc.poll() is not None:
-            case.note = f"server died during the run; see {server.log_path}"
-    except Exception as exc:  # one broken case must not stop the suite
-        case.note = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
-        case.result = {}
+        for case in runnable:
+            try:
+                servers[id(case)] = ServerProcess(case, tmp)
+            except Exception as exc:
+                case.note = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+        live = [c for c in runnable if id(c) in servers]
+        warm = argparse.Namespace(**{**vars(args), "duration": args.warmup})
+        for case in live:  # warmup (its figures are dropped)
+            try:
+                _measure(case, servers[id(case)], warm, tmp)
+            except Exception as exc:
+                case.note = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+        live = [c for c in live if not c.note]
+        for rnd in range(args.rounds):
+            for case in live:
+                print(f"... {case.group} :: {case.name} (round {rnd + 1}/{args.rounds})",
+                      file=sys.stderr, flush=True)
+                if case.note:
+                    continue
+                try:
+                    samples[id(case)].append(_measure(case, servers[id(case)], args, tmp))
+                except Exception as exc:
+                    case.note = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+        for case in live:
+            if samples[id(case)] and not case.note:
+                case.result = _combine(samples[id(case)])
+            if servers[id(case)].proc.poll() is not None:
+                case.note = f"server died during the run; see {servers[id(case)].log_path}"
     finally:
-        if server is not None:
+        for server in servers.values():
             server.stop()
 
 
@@ -324,7 +390,8 @@ def table(all_cases: List[Case]) -> str:
             unit = "req/s" if c.kind == "wrk" else "rt/s"
             value = f"{r['value']:,.0f} {unit}"
             p50, p99 = f"{r['p50']:.2f}", f"{r['p99']:.2f}"
-            extra = ""
+            spread = r.get("rounds", [])
+            extra = ("rounds " + "/".join(f"{v / 1000:.1f}k" for v in spread)) if len(spread) > 1 else ""
         if r.get("errors"):
             extra += f" {r['errors']} errors!"
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "–"
@@ -357,9 +424,12 @@ PIN = True
 def main() -> int:
     global PIN
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--duration", type=float, default=8, help="measured seconds per case")
-    p.add_argument("--warmup", type=float, default=2, help="warmup seconds per case")
-    p.add_argument("--rounds", type=int, default=3, help="broadcasts per fan-out case")
+    p.add_argument("--duration", type=float, default=5,
+                   help="measured seconds per case and round (HTTP, TCP)")
+    p.add_argument("--warmup", type=float, default=2, help="warmup seconds per server")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds per HTTP/TCP case (median kept); "
+                        "broadcasts per fan-out case")
     p.add_argument("--only", default="", help="run cases whose group or name contains this")
     p.add_argument("--markdown", help="also write the table to this file")
     p.add_argument("--json", help="also write raw results to this file")
@@ -385,21 +455,20 @@ def main() -> int:
                 (c.reference or c in selected)]
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="pyliteflux-bench-") as tmp:
+        groups_in_order: List[str] = []
         for c in selected:
-            print(f"... {c.group} :: {c.name}", file=sys.stderr, flush=True)
-            run_case(c, args, tmp)
-            if c.note:
-                print(f"    {c.note}", file=sys.stderr)
-                if c.note.startswith(("failed", "server died")):
-                    for name in os.listdir(tmp):
-                        if name.endswith(".log"):
-                            with open(os.path.join(tmp, name), errors="replace") as f:
-                                tail = f.read()[-800:]
-                            if tail.strip():
-                                print(f"    [{name}] {tail}", file=sys.stderr)
+            if c.group not in groups_in_order:
+                groups_in_order.append(c.group)
+        for name in groups_in_order:
+            group = [c for c in selected if c.group == name]
+            run_group(group, args, tmp)
+            for c in group:
+                if c.note:
+                    print(f"    {c.name}: {c.note}", file=sys.stderr)
     ratios(selected)
     text = table(selected)
-    header = (f"{machine()}\nwarmup {args.warmup}s, measured {args.duration}s per case, "
+    header = (f"{machine()}\nwarmup {args.warmup}s per server, then {args.rounds} interleaved "
+              f"rounds of {args.duration}s per case (median shown), "
               f"total {time.time() - started:.0f}s\n")
     print(header)
     print(text)

@@ -2,9 +2,8 @@
 
 import asyncio
 
-from aiohttp import web
-
 from _common import HELLO, parse, ready
+from aiohttp import web
 
 
 async def hello(request):

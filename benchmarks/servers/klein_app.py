@@ -1,9 +1,8 @@
 """Klein serving the hello JSON (same bytes and Content-Type as the reference)."""
 
+from _common import HELLO, QuietSite, parse, ready
 from klein import Klein
 from twisted.internet import reactor
-
-from _common import HELLO, QuietSite, parse, ready
 
 app = Klein()
 

@@ -10,11 +10,10 @@ Modes:
 
 import json
 
+from _common import PUSH_MESSAGE, QuietSite, parse, ready
 from twisted.internet import protocol, reactor
 from twisted.protocols.basic import LineReceiver
 from twisted.web import resource
-
-from _common import PUSH_MESSAGE, QuietSite, parse, ready
 
 CLIENTS = {}
 

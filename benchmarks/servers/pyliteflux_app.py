@@ -14,12 +14,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from _common import PUSH_MESSAGE, parse, ready  # noqa: E402
 from twisted.internet import reactor  # noqa: E402
 
 from pyliteflux import Middleware, Server, g  # noqa: E402
 from pyliteflux.routing import Router  # noqa: E402
-
-from _common import PUSH_MESSAGE, parse, ready  # noqa: E402
 
 MODES = ("hello", "hello_mw", "post", "params", "echo", "push")
 
@@ -30,7 +29,8 @@ class SetUser(Middleware):
         return None
 
     def process_response(self, request, response):
-        g.user  # read it back
+        if g.user != "bench":
+            raise AssertionError("g.user lost")
         return response
 
 
@@ -40,7 +40,8 @@ class ReadUser(Middleware):
         return None
 
     def process_response(self, request, response):
-        g.seen
+        if g.seen != "bench":
+            raise AssertionError("g.seen lost")
         return response
 
 

@@ -5,9 +5,8 @@ keep-alive and pipelining work; this is what the reactor and the socket
 cost with no web framework at all.
 """
 
-from twisted.internet import protocol, reactor
-
 from _common import HELLO, parse, ready
+from twisted.internet import protocol, reactor
 
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\n"

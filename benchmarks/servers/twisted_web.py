@@ -9,10 +9,9 @@ Modes:
 
 import json
 
+from _common import HELLO, QuietSite, parse, ready
 from twisted.internet import reactor
 from twisted.web import resource
-
-from _common import HELLO, QuietSite, parse, ready
 
 
 class Hello(resource.Resource):
