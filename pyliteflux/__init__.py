@@ -14,6 +14,7 @@ from .middleware import Middleware
 from .responses import HTTPJSONResponse, HTTPResponse, StreamResponse
 from .routing import Route, Router
 from .server import Server
+from .streaming import SSEStream, in_thread, sse_event, sse_response
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,10 @@ __all__ = [
     "HTTPResponse",
     "HTTPJSONResponse",
     "StreamResponse",
+    "sse_event",
+    "sse_response",
+    "SSEStream",
+    "in_thread",
     "Config",
     "HTTPError",
     "BadRequest",

@@ -48,6 +48,12 @@ def _positive_int(value: Any) -> Optional[str]:
     return None if value > 0 else "must be > 0"
 
 
+def _non_negative_int(value: Any) -> Optional[str]:
+    if type(value) is not int:
+        return "must be an int"
+    return None if value >= 0 else "must be >= 0"
+
+
 def _non_negative_number(value: Any) -> Optional[str]:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return "must be a number"
@@ -96,6 +102,16 @@ CONFIG_KEYS: Tuple[ConfigKey, ...] = (
               "concurrent TCP connections; further ones get an error line and a close"),
     ConfigKey("http_idle_timeout", 60, _non_negative_number,
               "seconds before an idle HTTP connection is closed (0 = never)"),
+    ConfigKey("max_body_size", 10 * 1024 * 1024, _positive_int,
+              "largest HTTP request body in bytes; larger is answered 413"),
+    ConfigKey("header_timeout", 20, _non_negative_number,
+              "seconds a request's headers may take to arrive (0 = no limit)"),
+    ConfigKey("min_body_rate", 500, _non_negative_number,
+              "slowest accepted request body, bytes/s over 10 s windows (0 = no limit)"),
+    ConfigKey("max_http_connections", 10000, _positive_int,
+              "concurrent HTTP connections; further ones are closed at once"),
+    ConfigKey("max_http_connections_per_ip", 0, _non_negative_int,
+              "concurrent HTTP connections per client address (0 = no limit)"),
     ConfigKey("bg_threads", 10, _positive_int,
               "size of the background-job thread pool"),
     ConfigKey("bg_max_queued", 10000, _positive_int,

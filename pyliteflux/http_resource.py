@@ -18,6 +18,7 @@ from twisted.web import server
 from twisted.web.resource import Resource
 
 from .background import BackgroundTasks
+from .http_channel import ConnectionLimiter, GuardedChannel, GuardedRequest
 from .pipeline import error_value
 from .requests import HTTPRequest
 from .responses import StreamResponse, normalise_headers, render_http
@@ -32,22 +33,36 @@ _log = Logger(namespace="pyliteflux.http")
 _NO_BODY = (204, 304)
 
 
-class TwistedRequest(server.Request):
-    """Twisted's request, minus its eager form parsing (we parse lazily)."""
-
-    _parsePOSTFormSubmission = False
+#: the request class our Site uses (kept under this name for compatibility)
+TwistedRequest = GuardedRequest
 
 
 class Site(server.Site):
-    """A ``Site`` whose access log goes through ``twisted.logger`` when ``info`` is on."""
+    """A ``Site`` with our connection guards and an access log through
+    ``twisted.logger`` (when ``info`` is on)."""
 
-    requestFactory = TwistedRequest
+    requestFactory = GuardedRequest
+    protocol = GuardedChannel  # type: ignore[assignment]
     noisy = False
     _access_log = Logger(namespace="pyliteflux.access")
 
     def __init__(self, resource: "HTTPResource", **kwargs: Any) -> None:
         super().__init__(resource, **kwargs)
         self.resource_ = resource
+        self.limiter = ConnectionLimiter()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        config = self.resource_.server.config
+        host = getattr(addr, "host", None)
+        if not self.limiter.acquire(host, config.max_http_connections,
+                                    config.max_http_connections_per_ip):
+            return None  # Twisted closes the connection at once
+        channel = super().buildProtocol(addr)
+        channel.configure(config)
+        channel.limiter = self.limiter
+        channel.limiter_host = host
+        channel._limiter_released = False
+        return channel
 
     def log(self, request: Any) -> None:  # Twisted calls this as each response finishes
         if self.resource_.server.config.info:

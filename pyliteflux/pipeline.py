@@ -87,6 +87,7 @@ class Pipeline:
         return ctx.run(self._start, request, ctx)
 
     def _start(self, request: Request, ctx: contextvars.Context) -> Any:
+        request.context = ctx  # type: ignore[attr-defined]  # streams re-enter it
         request.request_id = enter_request(request_id=new_request_id()).request_id  # type: ignore[attr-defined]
         return _drive(self._steps(request), ctx, None, False)
 

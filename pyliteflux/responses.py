@@ -124,7 +124,17 @@ class StreamResponse:
                                             else (headers or ()))
 
     def close(self) -> None:
-        """Close the underlying generator (used when the stream never starts)."""
+        """Close the underlying generator (used when the stream never starts).
+
+        An async generator is closed with ``aclose()``, scheduled as a
+        coroutine on the reactor; a plain one with ``close()``.
+        """
+        aclose = getattr(self.iterable, "aclose", None)
+        if aclose is not None:
+            from twisted.internet.defer import Deferred
+
+            Deferred.fromCoroutine(aclose()).addErrback(lambda f: None)
+            return
         close = getattr(self.iterable, "close", None)
         if close is not None:
             close()

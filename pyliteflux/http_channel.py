@@ -1,0 +1,210 @@
+"""HTTP connection guards that ``twisted.web`` does not have.
+
+- a maximum request body: a larger ``Content-Length`` is answered 413
+  before the body is read; a chunked body growing past it is cut off;
+- a header deadline: a request's headers must be complete within
+  ``header_timeout`` seconds of its first byte (slowloris), which Twisted's
+  idle timeout — reset by every byte — does not enforce;
+- a minimum body rate: a body that arrives slower than ``min_body_rate``
+  bytes per second (measured over ``_RATE_WINDOW`` seconds) is cut off;
+- connection caps: in total and, optionally, per client address.
+
+The channel is a plain ``HTTPChannel`` subclass (HTTP/1.x); the limits come
+from the server's config when the connection is made.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from twisted.logger import Logger
+from twisted.web.http import HTTPChannel
+from twisted.web.server import Request
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .config import Config
+
+__all__ = ["GuardedChannel", "GuardedRequest", "ConnectionLimiter"]
+
+_log = Logger(namespace="pyliteflux.http")
+_RATE_WINDOW = 10.0
+
+
+def _error_bytes(status: int, reason: str, message: str) -> bytes:
+    body = ('{"error": "%s"}' % message).encode("ascii")
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n" % (status, reason.encode("ascii"), len(body))) + body
+
+
+class GuardedRequest(Request):
+    """Twisted's request with our body limit, and without eager form parsing
+    (pyliteflux parses forms lazily, within the same limit)."""
+
+    _parsePOSTFormSubmission = False
+    _body_received = 0
+
+    def gotLength(self, length: Optional[int]) -> None:
+        limit = getattr(self.channel, "max_body_size", None)
+        if limit is not None and length is not None and length > limit:
+            self.channel.reject(413, "Payload Too Large", "Payload Too Large")
+            from io import BytesIO
+
+            self.content = BytesIO()  # nothing will be stored
+            return
+        super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        channel = self.channel
+        if getattr(channel, "rejected", False):
+            return
+        self._body_received += len(data)
+        channel.body_bytes = getattr(channel, "body_bytes", 0) + len(data)
+        limit = getattr(channel, "max_body_size", None)
+        if limit is not None and self._body_received > limit:
+            channel.reject(413, "Payload Too Large", "Payload Too Large")
+            return
+        super().handleContentChunk(data)
+
+
+class GuardedChannel(HTTPChannel):
+    """An ``HTTPChannel`` that enforces the header deadline, body rate and size."""
+
+    max_body_size: Optional[int] = None
+    header_timeout: float = 0
+    min_body_rate: float = 0
+    rejected = False
+    body_bytes = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._header_call: Any = None
+        self._rate_call: Any = None
+        self._rate_mark = 0
+
+    def configure(self, config: "Config") -> None:
+        self.max_body_size = config.max_body_size
+        self.header_timeout = config.header_timeout
+        self.min_body_rate = config.min_body_rate
+
+    # -- header deadline -----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._arm_header_deadline()
+
+    def _arm_header_deadline(self) -> None:
+        if self.header_timeout and self._header_call is None:
+            self._header_call = self.callLater(self.header_timeout, self._headers_too_slow)
+
+    def _cancel(self, name: str) -> None:
+        call = getattr(self, name)
+        if call is not None:
+            if call.active():
+                call.cancel()
+            setattr(self, name, None)
+
+    def _headers_too_slow(self) -> None:
+        self._header_call = None
+        _log.info("closing {peer}: request headers not complete within {timeout} s",
+                  peer=str(self.transport.getPeer()), timeout=self.header_timeout)
+        self.reject(408, "Request Timeout", "Request Timeout")
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.rejected:
+            return
+        if self._header_call is None and self.line_mode and not self._handlingRequest:
+            self._arm_header_deadline()  # first byte of the next request
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._cancel("_header_call")
+        super().allHeadersReceived()
+        if self.rejected:
+            return
+        if self.length != 0 and self.min_body_rate:
+            self.body_bytes = 0
+            self._rate_mark = 0
+            self._rate_call = self.callLater(_RATE_WINDOW, self._check_body_rate)
+
+    # -- body rate -------------------------------------------------------------------
+
+    def _check_body_rate(self) -> None:
+        self._rate_call = None
+        received = self.body_bytes - self._rate_mark
+        if received < self.min_body_rate * _RATE_WINDOW:
+            _log.info("closing {peer}: request body slower than {rate} bytes/s",
+                      peer=str(self.transport.getPeer()), rate=self.min_body_rate)
+            self.reject(408, "Request Timeout", "Request Timeout")
+            return
+        self._rate_mark = self.body_bytes
+        self._rate_call = self.callLater(_RATE_WINDOW, self._check_body_rate)
+
+    def allContentReceived(self) -> None:
+        self._cancel("_rate_call")
+        if self.rejected:
+            return
+        super().allContentReceived()
+
+    # -- rejecting -------------------------------------------------------------------
+
+    def reject(self, status: int, reason: str, message: str) -> None:
+        """Answer with a short JSON error and close; ignore what follows."""
+        if self.rejected:
+            return
+        self.rejected = True
+        self._cancel("_header_call")
+        self._cancel("_rate_call")
+        self.setTimeout(None)
+        self.transport.write(_error_bytes(status, reason, message))
+        self.transport.loseConnection()
+
+    def lineReceived(self, line: bytes) -> None:
+        if not self.rejected:
+            super().lineReceived(line)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self.rejected:
+            super().rawDataReceived(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        self._cancel("_header_call")
+        self._cancel("_rate_call")
+        limiter = getattr(self, "limiter", None)
+        if limiter is not None:
+            limiter.release(self)
+        super().connectionLost(reason)
+
+
+class ConnectionLimiter:
+    """Counts open HTTP connections, in total and per client address."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.per_host: Dict[str, int] = {}
+
+    def acquire(self, host: Optional[str], max_total: int, max_per_host: int) -> bool:
+        if self.total >= max_total:
+            _log.warn("refusing HTTP connection from {host}: {n} open (limit)", host=host,
+                      n=self.total)
+            return False
+        if max_per_host and host is not None and self.per_host.get(host, 0) >= max_per_host:
+            _log.warn("refusing HTTP connection from {host}: per-address limit {n}", host=host,
+                      n=max_per_host)
+            return False
+        self.total += 1
+        if host is not None:
+            self.per_host[host] = self.per_host.get(host, 0) + 1
+        return True
+
+    def release(self, channel: Any) -> None:
+        if getattr(channel, "_limiter_released", True):
+            return
+        channel._limiter_released = True
+        self.total -= 1
+        host = channel.limiter_host
+        if host is not None:
+            left = self.per_host.get(host, 1) - 1
+            if left:
+                self.per_host[host] = left
+            else:
+                self.per_host.pop(host, None)
