@@ -1,0 +1,217 @@
+"""Hostile HTTP input: body limits, slow clients, connection caps, odd URLs, bad JSON."""
+
+import socket
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet import task
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from pyliteflux import Router, Server
+from pyliteflux.http_resource import Site
+from pyliteflux.testing import TestClient, serve
+
+
+def app(**config):
+    server = Server(router=Router(), info=False, **config)
+
+    @server.route("/echo", method=["GET", "POST", "PUT"])
+    def echo(request):
+        return {"json": request.json_data, "form": request.form_data, "len": len(request.body),
+                "query": request.query_params}
+
+    @server.route("/inject")
+    def inject(request):
+        return "x", 200, {"X-A": "a\r\nSet-Cookie: evil=1", "X-B": "b\nX-Evil: 1"}
+
+    @server.route("/files/*")
+    def files(request):
+        return {"rest": request.path_params["*"]}
+
+    return server
+
+
+def raw_exchange(port, data, read_until_close=True, timeout=10):
+    """Blocking socket I/O: run it in a thread (deferToThread), never on the reactor."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if not read_until_close and b"\r\n\r\n" in b"".join(chunks):
+                break
+        return b"".join(chunks)
+
+
+class LoopbackHostileTests(TestCase):
+    async def start(self, **config):
+        running = await serve(app(**config), protocol="http")
+        self.addCleanup(running.stop)
+        return running.http_port
+
+    async def test_content_length_over_limit_is_413_before_the_body(self):
+        port = await self.start(max_body_size=1000)
+        head = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100000000\r\n\r\n")
+        out = await deferToThread(raw_exchange, port, head)  # no body sent at all
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out)
+        self.assertIn(b'{"error": "Payload Too Large"}', out)
+
+    async def test_chunked_body_growing_past_limit_is_cut_off(self):
+        port = await self.start(max_body_size=1000)
+        body = b"".join(b"%x\r\n%s\r\n" % (300, b"a" * 300) for _ in range(10)) + b"0\r\n\r\n"
+        req = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+        out = await deferToThread(raw_exchange, port, req)
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out)
+
+    async def test_body_within_limit_is_fine(self):
+        port = await self.start(max_body_size=1000)
+        req = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\nConnection: close\r\n"
+               b"\r\n" + b"a" * 900)
+        out = await deferToThread(raw_exchange, port, req)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+        self.assertIn(b'"len": 900', out)
+
+    async def test_odd_paths_and_queries_never_500(self):
+        port = await self.start()
+        for target in (b"/echo?q=%ff", b"/echo?q=%zz", b"/echo?q=%", b"/echo%2F", b"/ech%6F",
+                       b"/files/%2e%2e/%2e%2e/etc/passwd", b"/files/../../x", b"/%00",
+                       b"/\xff\xfe", b"/echo?\xff=1", b"/<script>alert(1)</script>",
+                       b"/files/a%00b"):
+            req = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            out = await deferToThread(raw_exchange, port, req)
+            status = int(out.split(b" ", 2)[1])
+            self.assertLess(status, 500, (target, out))
+            self.assertNotIn(b"<script>", out)
+
+    async def test_header_injection_impossible(self):
+        port = await self.start()
+        req = b"GET /inject HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        out = await deferToThread(raw_exchange, port, req)
+        head = out.split(b"\r\n\r\n", 1)[0]
+        lines = head.split(b"\r\n")
+        self.assertFalse(any(line.lower().startswith(b"set-cookie") for line in lines), head)
+        self.assertFalse(any(line.lower().startswith(b"x-evil") for line in lines), head)
+
+    async def test_pipelined_requests_answered_in_order(self):
+        port = await self.start()
+        reqs = b"".join(b"GET /echo?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
+        reqs += b"GET /echo?n=last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        out = await deferToThread(raw_exchange, port, reqs)
+        order = [seg.split(b'"}', 1)[0] for seg in out.split(b'"n": "')[1:]]
+        self.assertEqual(order, [b"0", b"1", b"2", b"3", b"4", b"last"])
+
+
+class SlowClientTests(SynchronousTestCase):
+    """Deadlines driven by a Clock: no waiting."""
+
+    def channel(self, **config):
+        server = app(**config)
+        clock = task.Clock()
+        site = Site(server.resource, reactor=clock)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        return channel, transport, clock, site
+
+    def test_headers_dripped_too_slowly_are_cut_off(self):
+        channel, transport, clock, _ = self.channel(header_timeout=20)
+        for byte in b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Slow: ":
+            channel.dataReceived(bytes([byte]))
+            clock.advance(1)  # each byte resets Twisted's idle timeout...
+        clock.advance(1)  # ...but the header deadline (20 s) has passed
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408"))
+        self.assertTrue(transport.disconnecting)
+
+    def test_prompt_headers_are_fine(self):
+        channel, transport, clock, _ = self.channel(header_timeout=20)
+        channel.dataReceived(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        clock.advance(30)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200"))
+
+    def test_slow_body_is_cut_off(self):
+        channel, transport, clock, _ = self.channel(min_body_rate=500)
+        channel.dataReceived(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        for _ in range(10):
+            channel.dataReceived(b"a" * 100)  # 100 bytes/s, under 500 bytes/s
+            clock.advance(1)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 408"))
+        self.assertTrue(transport.disconnecting)
+
+    def test_steady_body_is_fine(self):
+        channel, transport, clock, _ = self.channel(min_body_rate=500)
+        channel.dataReceived(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 30000\r\n\r\n")
+        for _ in range(30):
+            channel.dataReceived(b"a" * 1000)
+            clock.advance(1)
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200"), transport.value()[:100])
+
+    def test_connection_caps(self):
+        server = app(max_http_connections=2)
+        site = Site(server.resource, reactor=task.Clock())
+        addr = IPv4Address("TCP", "10.0.0.1", 1)
+        first = site.buildProtocol(addr)
+        second = site.buildProtocol(addr)
+        self.assertIsNotNone(first)
+        self.assertIsNotNone(second)
+        self.assertIsNone(site.buildProtocol(addr))
+        first.makeConnection(StringTransport())
+        first.connectionLost(None)
+        self.assertIsNotNone(site.buildProtocol(addr))
+
+    def test_per_address_cap(self):
+        server = app(max_http_connections_per_ip=1)
+        site = Site(server.resource, reactor=task.Clock())
+        self.assertIsNotNone(site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1)))
+        self.assertIsNone(site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 2)))
+        self.assertIsNotNone(site.buildProtocol(IPv4Address("TCP", "10.0.0.2", 1)))
+
+
+class BadJSONTests(TestCase):
+    async def test_bad_json_bodies_are_400(self):
+        client = TestClient(app())
+        bodies = [b"\xff\xfe{}", b"NaN", b"[NaN]", b"1e400", b"9" * 5000, b"[" * 100000,
+                  b'"\\udc00"', b'{"a": "\\ud800"}', b"", b"   ", b"{", b"[1,]", b"{'a': 1}"]
+        for body in bodies:
+            r = await client.post("/echo", data=body, headers={"Content-Type": "application/json"})
+            self.assertEqual(r.code, 400, body[:20])
+            self.assertIn("error", r.json())
+
+    async def test_valid_surrogate_pair_accepted(self):
+        client = TestClient(app())
+        r = await client.post("/echo", data=b'{"e": "\\ud83d\\ude00"}',
+                              headers={"Content-Type": "application/json"})
+        self.assertEqual(r.json()["json"], {"e": "\U0001F600"})
+
+
+class AdapterPropertyTests(TestCase):
+    @settings(max_examples=60, deadline=None)
+    @given(query=st.text(max_size=40), body=st.binary(max_size=200),
+           ctype=st.sampled_from(["application/json", "application/x-www-form-urlencoded",
+                                  "multipart/form-data; boundary=b", "text/plain", ""]),
+           header=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126),
+                          max_size=30))
+    def test_any_input_gives_a_non_5xx_response(self, query, body, ctype, header):
+        client = TestClient(app())
+        from urllib.parse import quote
+
+        headers = {"X-Anything": header}
+        if ctype:
+            headers["Content-Type"] = ctype
+        d = client.post("/echo?" + quote(query, safe="=&%"), data=body, headers=headers)
+        responses = []
+        d.addCallback(responses.append)
+        # the app is synchronous: the response is there without spinning the reactor
+        self.assertEqual(len(responses), 1)
+        self.assertLess(responses[0].code, 500, (query, body, ctype))
+
+
