@@ -98,6 +98,8 @@ CONFIG_KEYS: Tuple[ConfigKey, ...] = (
               "TCP commands in flight on one connection before reading pauses"),
     ConfigKey("tcp_idle_timeout", 0, _non_negative_number,
               "seconds before an idle TCP connection is closed (0 = never)"),
+    ConfigKey("tcp_keepalive_probes", True, _check_bool,
+              "enable TCP keepalive on TCP clients so dead peers are eventually dropped"),
     ConfigKey("max_tcp_connections", 10000, _positive_int,
               "concurrent TCP connections; further ones get an error line and a close"),
     ConfigKey("http_idle_timeout", 60, _non_negative_number,

@@ -18,7 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IPushProducer, ITCPTransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
@@ -186,6 +186,8 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             self.close()
             return
         self.transport.registerProducer(self, True)
+        if self.server.config.tcp_keepalive_probes and ITCPTransport.providedBy(self.transport):
+            self.transport.setTcpKeepAlive(True)  # the kernel notices dead peers
         if self.keep_alive:
             self.server.connections.register(self.client_id, self)
             self.registered = True
