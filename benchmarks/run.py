@@ -32,6 +32,14 @@ Groups and their reference (ratio 1.00, higher is better everywhere):
   (median of 3; ratio = reference time / time), and server RSS per idle
   connection (``benchmarks/fanout_client.py``).
 
+Besides req/s (or round trips/s) and wrk's p50/p99, every HTTP/TCP case
+reports the server's CPU time per request (utime+stime from /proc over the
+measured window) and the reference's CPU/request divided by it ("CPU
+ratio"): on a shared or virtual machine whose speed drifts, that is the
+steadier figure. HTTP/TCP groups start all their servers, warm each up, and
+measure them interleaved for ``--rounds`` rounds; the median is shown with
+every round's figure in the notes.
+
 All servers run with their access log off (see ``servers/_common.py``).
 Reference servers live in ``benchmarks/servers/``.
 """
@@ -241,7 +249,8 @@ def run_wrk(case: Case, port: int, args: argparse.Namespace, tmp: str) -> Dict[s
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if m:
         errors += sum(int(x) for x in m.groups())
-    return {"value": rps, "p50": p50, "p99": p99, "errors": errors}
+    count = int(re.search(r"(\d+) requests in", out).group(1))
+    return {"value": rps, "p50": p50, "p99": p99, "errors": errors, "count": count}
 
 
 def run_tcp(case: Case, port: int, args: argparse.Namespace) -> Dict[str, Any]:
@@ -250,7 +259,8 @@ def run_tcp(case: Case, port: int, args: argparse.Namespace) -> Dict[str, Any]:
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                          timeout=args.warmup + args.duration + 60).stdout
     r = json.loads(out)
-    return {"value": r["rt_per_s"], "p50": r["p50_ms"], "p99": r["p99_ms"], "errors": 0}
+    return {"value": r["rt_per_s"], "p50": r["p50_ms"], "p99": r["p99_ms"], "errors": 0,
+            "count": r["round_trips"]}
 
 
 def run_fanout(case: Case, server: ServerProcess, args: argparse.Namespace) -> Dict[str, Any]:
@@ -273,13 +283,26 @@ def _skip_reason(case: Case) -> str:
     return ""
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used (from /proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _measure(case: Case, server: ServerProcess, args: argparse.Namespace,
              tmp: str) -> Dict[str, Any]:
+    if case.kind == "fanout":
+        return run_fanout(case, server, args)
+    before = cpu_seconds(server.pid)
     if case.kind == "wrk":
-        return run_wrk(case, server.http_port, args, tmp)
-    if case.kind == "tcp":
-        return run_tcp(case, server.tcp_port, args)
-    return run_fanout(case, server, args)
+        result = run_wrk(case, server.http_port, args, tmp)
+    else:
+        result = run_tcp(case, server.tcp_port, args)
+    used = cpu_seconds(server.pid) - before
+    # server CPU per request: less sensitive to a noisy, shared machine than req/s
+    result["cpu_us"] = used * 1e6 / max(1, result["count"])
+    return result
 
 
 def _combine(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -287,6 +310,9 @@ def _combine(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
     ordered = sorted(samples, key=lambda r: r["value"])
     mid = dict(ordered[(len(ordered) - 1) // 2])  # lower median: a real sample
     mid["rounds"] = [r["value"] for r in samples]
+    cpu = sorted(r["cpu_us"] for r in samples if "cpu_us" in r)
+    if cpu:
+        mid["cpu_us"] = cpu[(len(cpu) - 1) // 2]
     mid["errors"] = sum(r.get("errors", 0) for r in samples)
     return mid
 
@@ -370,16 +396,19 @@ def ratios(all_cases: List[Case]) -> None:
             c.result["ratio"] = ref.result["value"] / c.result["value"]
         else:
             c.result["ratio"] = c.result["value"] / ref.result["value"]
+            if c.result.get("cpu_us") and ref.result.get("cpu_us"):
+                c.result["cpu_ratio"] = ref.result["cpu_us"] / c.result["cpu_us"]
 
 
 def table(all_cases: List[Case]) -> str:
-    rows = ["| case | server | throughput / time | p50 ms | p99 ms | ratio | notes |",
-            "|---|---|---:|---:|---:|---:|---|"]
+    rows = ["| case | server | throughput / time | p50 ms | p99 ms | ratio "
+            "| server CPU µs/req | CPU ratio | notes |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---|"]
     for c in all_cases:
         r = c.result
         note = c.note
         if not r:
-            rows.append(f"| {c.group} | {c.name} | – | – | – | – | {note} |")
+            rows.append(f"| {c.group} | {c.name} | – | – | – | – | – | – | {note} |")
             continue
         if c.kind == "fanout":
             value = f"{r['value']:.1f} ms"
@@ -397,7 +426,10 @@ def table(all_cases: List[Case]) -> str:
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "–"
         if c.reference:
             ratio += " (ref)"
-        rows.append(f"| {c.group} | {c.name} | {value} | {p50} | {p99} | {ratio} | "
+        cpu = f"{r['cpu_us']:.1f}" if r.get("cpu_us") else "–"
+        cpu_ratio = f"{r['cpu_ratio']:.2f}" if "cpu_ratio" in r else "–"
+        rows.append(f"| {c.group} | {c.name} | {value} | {p50} | {p99} | {ratio} | {cpu} | "
+                    f"{cpu_ratio} | "
                     f"{' '.join(x for x in (extra.strip(), note) if x)} |")
     return "\n".join(rows)
 
