@@ -99,7 +99,7 @@ class Listening:
 class _ListenerService(Service):
     """Listens on one endpoint while running; keeps the port for ``Listening``."""
 
-    def __init__(self, side: str, endpoint_desc: str, factory: Any, server: "Server") -> None:
+    def __init__(self, side: str, endpoint_desc: str, factory: Any, server: Server) -> None:
         self.side = side
         self.endpoint_desc = endpoint_desc
         self.factory = factory
@@ -246,7 +246,7 @@ class ServerService(MultiService):
     #: seconds between checks for in-flight work while draining
     poll_interval = 0.05
 
-    def __init__(self, server: "Server", listeners: List[_ListenerService]) -> None:
+    def __init__(self, server: Server, listeners: List[_ListenerService]) -> None:
         super().__init__()
         self.server = server
         self.listeners = listeners
@@ -285,7 +285,8 @@ class ServerService(MultiService):
                 result.ports[listener.side].append(listener.port)
             return result
 
-        d = gatherResults([listener.listening for listener in self.listeners], consumeErrors=True)
+        d: Deferred[Any] = gatherResults([listener.listening for listener in self.listeners],
+                                         consumeErrors=True)
         d.addCallback(collect)
         d.addErrback(lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
         return d
@@ -436,6 +437,8 @@ def _describe_peer(proto: Any) -> str:
     if client_id:
         return f"tcp {client_id}"
     transport = getattr(_http_channel(proto), "transport", None)
+    if transport is None:
+        return "http ?"
     try:
         peer = transport.getPeer()
         return f"http {peer.host}:{peer.port}"

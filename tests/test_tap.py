@@ -386,7 +386,7 @@ class _Child:
     def __init__(self, argv: List[str], cwd: str) -> None:
         self.proc = subprocess.Popen(argv, cwd=cwd, env=subprocess_env(),
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.lines: "queue.Queue[Optional[str]]" = queue.Queue()
+        self.lines: queue.Queue[Optional[str]] = queue.Queue()
         self.seen: List[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -396,7 +396,7 @@ class _Child:
             self.lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
         self.lines.put(None)
 
-    def wait_for(self, pattern: str, timeout: float = 20.0) -> "re.Match[str]":
+    def wait_for(self, pattern: str, timeout: float = 20.0) -> re.Match[str]:
         """The first (new) output line matching ``pattern``, within ``timeout`` s."""
         deadline = time.monotonic() + timeout
         regex = re.compile(pattern)
@@ -441,7 +441,7 @@ class _Child:
 class CommandLineTests(unittest.TestCase):
     """The real ``twistd`` and ``python -m pyliteflux`` command lines."""
 
-    def run_child(self, argv: List[str], timeout: float = 30.0) -> "subprocess.CompletedProcess[str]":
+    def run_child(self, argv: List[str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(argv, cwd=self.mktemp_dir(), env=subprocess_env(), timeout=timeout,
                               capture_output=True, text=True)
 
@@ -450,7 +450,7 @@ class CommandLineTests(unittest.TestCase):
         os.makedirs(path)
         return path
 
-    def assertCleanFailure(self, result: "subprocess.CompletedProcess[str]", *fragments: str) -> None:
+    def assertCleanFailure(self, result: subprocess.CompletedProcess[str], *fragments: str) -> None:
         output = result.stdout + result.stderr
         self.assertNotEqual(result.returncode, 0, output)
         self.assertNotIn("Traceback", output)
@@ -547,6 +547,22 @@ class EndToEndTests(unittest.TestCase):
         self.assertLess(exited, self.shutdown_timeout + 1, output)
         # The numbers, for the curious: `pytest -s` shows them.
         print(f"\nSIGTERM -> TCP shutdown line {told:.2f}s, process exit {exited:.2f}s")
+
+    def test_python_m_stops_gracefully_on_sigint(self) -> None:
+        cwd = self.mktemp()
+        os.makedirs(cwd)
+        child = _Child([sys.executable, "-m", "pyliteflux", "--http", LOCAL, "--tcp", LOCAL], cwd)
+        self.addCleanup(child.kill)
+        tcp_port = int(child.wait_for(r"TCP listening on 127\.0\.0\.1:(\d+)").group(1))
+        tcp = socket.create_connection(("127.0.0.1", tcp_port), timeout=10)
+        self.addCleanup(tcp.close)
+        lines = tcp.makefile("rb")
+        tcp.sendall(b"subscribe\n")
+        self.assertIn(b"subscribed", lines.readline())
+        child.proc.send_signal(signal.SIGINT)
+        self.assertEqual(json.loads(lines.readline()), {"type": "shutdown"})
+        self.assertEqual(child.proc.wait(10), 0)
+        self.assertIn("shutdown complete", child.output())
 
     def test_stuck_request_cannot_hold_the_process_past_the_deadline(self) -> None:
         cwd = self.mktemp()
