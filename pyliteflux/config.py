@@ -140,6 +140,11 @@ class Config:
         if values:
             self.update(**values)
 
+    def __getattr__(self, name: str) -> Any:
+        # Only called for names that are not keys (keys are set in __init__);
+        # it also tells type checkers that keys are dynamic attributes.
+        raise AttributeError(f"unknown config key {name!r}")
+
     @staticmethod
     def _validate(name: str, value: Any) -> None:
         key = _KEYS.get(name)
