@@ -15,7 +15,11 @@ from the server's config when the connection is made.
 
 from __future__ import annotations
 
+from io import BytesIO
 from typing import TYPE_CHECKING, Any, Dict, Optional
+
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
@@ -44,17 +48,16 @@ class GuardedRequest(Request):
     _body_received = 0
 
     def gotLength(self, length: Optional[int]) -> None:
-        limit = getattr(self.channel, "max_body_size", None)
+        channel: Any = self.channel
+        limit = getattr(channel, "max_body_size", None)
         if limit is not None and length is not None and length > limit:
-            self.channel.reject(413, "Payload Too Large", "Payload Too Large")
-            from io import BytesIO
-
-            self.content = BytesIO()  # nothing will be stored
+            channel.reject(413, "Payload Too Large", "Payload Too Large")
+            self.content = BytesIO()  # type: ignore[assignment]  # nothing will be stored
             return
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
-        channel = self.channel
+        channel: Any = self.channel
         if getattr(channel, "rejected", False):
             return
         self._body_received += len(data)
@@ -70,6 +73,7 @@ class GuardedChannel(HTTPChannel):
     """An ``HTTPChannel`` that enforces the header deadline, body rate and size."""
 
     max_body_size: Optional[int] = None
+    transport: Any  # a Twisted transport (zope interfaces type poorly)
     header_timeout: float = 0
     min_body_rate: float = 0
     rejected = False
@@ -166,7 +170,7 @@ class GuardedChannel(HTTPChannel):
         if not self.rejected:
             super().rawDataReceived(data)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel("_header_call")
         self._cancel("_rate_call")
         limiter = getattr(self, "limiter", None)

@@ -52,7 +52,7 @@ class Site(server.Site):
         self.limiter = ConnectionLimiter()
 
     def buildProtocol(self, addr: Any) -> Any:
-        config = self.resource_.server.config
+        config = self.resource_.app.config
         host = getattr(addr, "host", None)
         if not self.limiter.acquire(host, config.max_http_connections,
                                     config.max_http_connections_per_ip):
@@ -65,7 +65,7 @@ class Site(server.Site):
         return channel
 
     def log(self, request: Any) -> None:  # Twisted calls this as each response finishes
-        if self.resource_.server.config.info:
+        if self.resource_.app.config.info:
             addr = request.getClientAddress()
             self._access_log.info(
                 "{client} {method} {uri} {code} {length}",
@@ -84,7 +84,7 @@ class HTTPResource(Resource):
 
     def __init__(self, server: "Server") -> None:
         super().__init__()
-        self.server = server
+        self.app = server  # not .server: twisted.web's Resource has its own
         self._pipeline = server.pipeline
         self._jobs = server.jobs
 
@@ -105,7 +105,7 @@ class HTTPResource(Resource):
     # -- writing ---------------------------------------------------------------
 
     def _respond(self, request: Any, req: HTTPRequest, value: Any, sync: bool) -> Any:
-        config = self.server.config
+        config = self.app.config
         if isinstance(value, StreamResponse):
             return self._start_stream(request, req, value)
         try:
@@ -149,7 +149,7 @@ class HTTPResource(Resource):
                 raise TypeError(f"HTTP status must be an int in 100..599, got {status!r}")
         except Exception as exc:
             response.close()
-            return self._respond(request, req, error_value(req, exc, self.server.config.debug),
+            return self._respond(request, req, error_value(req, exc, self.app.config.debug),
                                  sync=False)
         request.setResponseCode(status)
         raw = request.responseHeaders
@@ -159,7 +159,7 @@ class HTTPResource(Resource):
             if name.lower() in (b"connection", b"content-length", b"transfer-encoding"):
                 continue  # hop-by-hop/framing headers are Twisted's to set
             raw.addRawHeader(name, val)
-        if self.server.config.request_id_header:
+        if self.app.config.request_id_header:
             raw.setRawHeaders(b"X-Request-ID", [req.request_id.encode("ascii")])  # type: ignore[attr-defined]
         if req.bg:
             self._run_jobs_after(request, req)
@@ -171,7 +171,7 @@ class HTTPResource(Resource):
         # The body is produced later, from reactor callbacks: run its steps in
         # the request's context (so ``g`` works inside the generator) when the
         # pipeline recorded one on the request.
-        stream(request, response, self.server.reactor, getattr(req, "context", None))
+        stream(request, response, self.app.reactor, getattr(req, "context", None))
         return server.NOT_DONE_YET
 
     def _run_jobs_after(self, request: Any, req: HTTPRequest) -> None:

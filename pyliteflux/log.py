@@ -8,7 +8,7 @@ observer see it. ``Logger("name")`` gives a logger with its own namespace.
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -28,7 +28,7 @@ class _LevelMethod:
     def __init__(self, level: LogLevel) -> None:
         self.level = level
 
-    def __get__(self, obj: Optional["Logger"], cls: type) -> Any:
+    def __get__(self, obj: Optional["Logger"], cls: "type[Logger]") -> Any:
         target = obj._log if obj is not None else cls._default
         level = self.level
 
@@ -68,8 +68,8 @@ def start_console_logging(level: LogLevel = LogLevel.info) -> None:
     if _console_started:
         return
     _console_started = True
-    observer = FilteringLogObserver(
-        textFileLogObserver(sys.stdout),
-        [LogLevelFilterPredicate(defaultLogLevel=level)],
+    observer: Any = FilteringLogObserver(
+        cast(Any, textFileLogObserver(sys.stdout)),
+        [cast(Any, LogLevelFilterPredicate(defaultLogLevel=level))],
     )
     globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)

@@ -13,13 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-try:  # Python >= 3.8 has typing.Protocol
-    from typing import Protocol, runtime_checkable
-except ImportError:  # pragma: no cover
-    Protocol = object  # type: ignore[assignment]
-
-    def runtime_checkable(cls):  # type: ignore[no-redef]
-        return cls
+from typing import Protocol, runtime_checkable
 
 __all__ = ["Middleware", "IMiddleware", "MiddlewareManager"]
 

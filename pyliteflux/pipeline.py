@@ -19,7 +19,7 @@ import contextvars
 import traceback
 from typing import Any, Callable, Generator, Optional, Union
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -92,7 +92,10 @@ class Pipeline:
         return _drive(self._steps(request), ctx, None, False)
 
     def _fail(self, request: Request, exc: BaseException) -> Any:
-        if not isinstance(exc, HTTPError):
+        if isinstance(exc, CancelledError):
+            # the client went away, or shutdown gave up on it: not a bug
+            _log.info("{request!r} cancelled", request=request)
+        elif not isinstance(exc, HTTPError):
             _log.failure("error while handling {request!r}", failure=Failure(exc),
                          request=request)
         return error_value(request, exc, self._debug())

@@ -256,7 +256,7 @@ class HTTPRequest(Request):
         return self._files
 
     def _parse_multipart(self) -> None:
-        ctype = self.raw.requestHeaders.getRawHeaders(b"content-type")[-1]
+        ctype = (self.raw.requestHeaders.getRawHeaders(b"content-type") or [b""])[-1]
         if b"boundary=" not in ctype:
             raise BadRequest("multipart body without a boundary")
         message = BytesParser(policy=_HTTP_POLICY).parsebytes(
@@ -266,10 +266,13 @@ class HTTPRequest(Request):
             raise BadRequest("malformed multipart body")
         form: Dict[str, str] = {}
         for part in message.iter_parts():
-            name = part.get_param("name", header="content-disposition")
-            if not name:
+            raw_name = part.get_param("name", header="content-disposition")
+            if not raw_name:
                 continue
-            payload = part.get_payload(decode=True) or b""
+            name = raw_name if isinstance(raw_name, str) else str(raw_name[2])
+            payload = part.get_payload(decode=True)
+            if not isinstance(payload, bytes):
+                payload = b""
             filename = part.get_filename()
             if filename is not None:
                 self._files.setdefault(name, UploadedFile(filename, part.get_content_type(), payload))

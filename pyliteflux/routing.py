@@ -299,7 +299,7 @@ class _RouteMeta(type):
 
     @property
     def default(cls) -> Router:
-        return cls._default
+        return cls._default  # type: ignore[attr-defined, no-any-return]
 
 
 class Route(metaclass=_RouteMeta):

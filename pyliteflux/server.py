@@ -202,7 +202,7 @@ def _http_requests(proto: Any) -> List[Any]:
 
 
 def _tcp_pending(proto: Any) -> int:
-    return len(getattr(proto, "_pending", None) or ())
+    return int(getattr(proto, "pending_count", 0))
 
 
 def _close_http(proto: Any) -> None:

@@ -145,6 +145,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
     """One TCP client connection."""
 
     delimiter = b"\n"
+    transport: Any  # a Twisted transport (zope interfaces type poorly)
 
     def __init__(self, server: "Server") -> None:
         self.server = server
@@ -212,6 +213,11 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         _log.info("closing idle TCP client {client}", client=self.client_id)
         self._write_line(dumps_json_line({"error": "Idle timeout"}))
         self.close()
+
+    @property
+    def pending_count(self) -> int:
+        """Commands received on this connection whose replies are not sent yet."""
+        return len(self._pending)
 
     def close(self) -> None:
         """Finish sending what is queued, then close."""

@@ -98,7 +98,7 @@ class SyncJobs:
         out: List[Any] = []
         chain: Deferred[Any] = succeed(None)
         for func, args, kwargs in jobs:
-            chain.addCallback(lambda _, f=func, a=args, k=kwargs: self._run(f, a, k))
+            chain.addCallback(lambda _, f=func, a=args, k=kwargs: self._run(f, a, k))  # type: ignore[call-overload]
             chain.addCallback(out.append)
         return chain.addCallback(lambda _: out)
 
