@@ -95,3 +95,38 @@ class ReadmeTests(SynchronousTestCase):
 
 # The README's worked example runs as part of this suite.
 from examples.test_chat_app import ChatAppTests as ReadmeChatAppTests  # noqa: E402,F401
+
+
+class ApiExampleTests(TestCase):
+    def setUp(self):
+        self.client = TestClient(load_app("examples.api:server"))
+
+    async def test_request_parameters(self):
+        r = await self.client.get("/search?keyword=twisted")
+        self.assertEqual(r.json()["keyword"], "twisted")
+        self.assertEqual(r.json()["page"], "1")
+        r = await self.client.get("/user/1/posts/2")
+        self.assertEqual(r.json()["user_id"], "1")
+        r = await self.client.post("/upload", data={"file_name": "a.txt", "content": "x"})
+        self.assertEqual(r.json()["file_name"], "a.txt")
+        r = await self.client.post("/api/data", json={"a": 1})
+        self.assertEqual(r.json()["received"], {"a": 1})
+
+    async def test_http_json_responses(self):
+        r = await self.client.get("/api/user")
+        self.assertEqual((r.code, r.header("x-custom-header")), (200, "value"))
+        r = await self.client.get("/api/error")
+        self.assertEqual((r.code, r.json()["error"]), (404, "Not Found"))
+        r = await self.client.get("/api/custom")
+        self.assertEqual(r.json()["message"], "Custom serialization")
+        self.assertIn("T", r.json()["timestamp"])
+
+    async def test_scenarios(self):
+        r = await self.client.get("/admin")
+        self.assertEqual(r.code, 403)
+        r = await self.client.get("/admin", headers={"Authorization": "root"})
+        self.assertEqual(r.json()["message"], "Welcome, admin!")
+        r = await self.client.get("/trace")
+        body = r.json()
+        self.assertEqual([t["event"] for t in body["traces"]], ["processing", "completed"])
+        self.assertTrue(body["trace_id"])
