@@ -18,7 +18,7 @@ import json
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer, ITCPTransport
+from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, ITCPTransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
@@ -140,7 +140,7 @@ def encode_push(message: Any, data_type: str) -> bytes:
     return dumps_json_line({"type": "push", "data": message})
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHalfCloseableProtocol)
 class LineProtocol(LineOnlyReceiver, TimeoutMixin):
     """One TCP client connection."""
 
@@ -157,6 +157,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         self._parts: List[bytes] = []
         self._buffered = 0
         self._backlog = b""
+        self._read_closed = False
         self._pending: List[List[Any]] = []  # [reply bytes or None, request]
         self._read_pauses: set = set()
         self._output_paused = False
@@ -253,10 +254,12 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             return
         self._read_pauses.discard(reason)
         if not self._read_pauses and not self.closing:
-            self.transport.resumeProducing()
+            if not self._read_closed:
+                self.transport.resumeProducing()
             if self._backlog:
                 backlog, self._backlog = self._backlog, b""
                 self.dataReceived(backlog)
+                self._maybe_finish_half_close()
 
     # -- framing -------------------------------------------------------------------
 
@@ -359,6 +362,25 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         slot[2] = None
         self._flush()
 
+    # -- half-close: `printf 'cmd\n' | nc host port` sends its lines, then EOF --------
+
+    def readConnectionLost(self) -> None:
+        """The client is done sending: answer what it sent, then close."""
+        self._read_closed = True
+        if self._parts and not self.closing and not self._read_pauses:
+            line = b"".join(self._parts)  # a last line without its newline
+            self._parts = []
+            self._buffered = 0
+            self.lineReceived(line)
+        self._maybe_finish_half_close()
+
+    def writeConnectionLost(self) -> None:
+        self.close()
+
+    def _maybe_finish_half_close(self) -> None:
+        if self._read_closed and not self._pending and not self._backlog:
+            self.close()
+
     def _flush(self) -> None:
         pending = self._pending
         while pending and pending[0][0] is not None:
@@ -366,6 +388,8 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             self._send_reply(line, request)
         if len(pending) < self._max_pending:
             self._resume_reading("pending")
+        if not pending:
+            self._maybe_finish_half_close()
 
     def _send_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
         if self.closing:

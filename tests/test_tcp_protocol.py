@@ -419,3 +419,39 @@ class CodecTests(SynchronousTestCase):
         from pyliteflux.codec import DecodeError
 
         self.assertRaises(DecodeError, parse_xml, '<!DOCTYPE x><x/>')
+
+
+class HalfCloseTests(TestCase):
+    """`printf 'cmd\\n' | nc host port`: lines, then EOF, and the replies still come."""
+
+    async def test_replies_sent_after_client_half_closes(self):
+        from twisted.internet.threads import deferToThread
+
+        server, _ = make(tcp_keep_alive=True)
+
+        @server.route("late", protocol="tcp")
+        def late(request):
+            return task.deferLater(reactor, 0.05, lambda: "late reply")
+
+        running = await serve(server, protocol="tcp")
+        self.addCleanup(running.stop)
+
+        def send_then_eof(port):
+            import socket
+
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b'{"command": "echo", "data": 1}\nlate\nsubscribe no-newline')
+                s.shutdown(socket.SHUT_WR)
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return data
+                    data += chunk
+
+        data = await deferToThread(send_then_eof, running.tcp_port)
+        lines = data.decode().splitlines()
+        self.assertEqual(lines[0], "1")
+        self.assertEqual(lines[1], "late reply")
+        self.assertEqual(json.loads(lines[2])["data"], "no-newline")
+        self.assertEqual(len(lines), 3)
