@@ -18,12 +18,14 @@ from __future__ import annotations
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
+from zope.interface import implementer
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
@@ -69,8 +71,10 @@ class GuardedRequest(Request):
         super().handleContentChunk(data)
 
 
+@implementer(IHalfCloseableProtocol)
 class GuardedChannel(HTTPChannel):
-    """An ``HTTPChannel`` that enforces the header deadline, body rate and size."""
+    """An ``HTTPChannel`` that enforces the header deadline, body rate and size,
+    and answers clients that half-close after sending their request."""
 
     max_body_size: Optional[int] = None
     transport: Any  # a Twisted transport (zope interfaces type poorly)
@@ -148,6 +152,18 @@ class GuardedChannel(HTTPChannel):
         if self.rejected:
             return
         super().allContentReceived()
+
+    # -- half-close ------------------------------------------------------------------
+
+    def readConnectionLost(self) -> None:
+        """The client sent EOF (``shutdown(SHUT_WR)``, ``nc -N``): finish the
+        request in hand, then close; Twisted's channel would drop it."""
+        self.persistent = False
+        if not self._handlingRequest:
+            self.transport.loseConnection()
+
+    def writeConnectionLost(self) -> None:
+        self.transport.loseConnection()
 
     # -- rejecting -------------------------------------------------------------------
 

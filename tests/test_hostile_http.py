@@ -4,7 +4,7 @@ import socket
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet import task
+from twisted.internet import reactor, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
@@ -215,3 +215,30 @@ class AdapterPropertyTests(TestCase):
         self.assertLess(responses[0].code, 500, (query, body, ctype))
 
 
+
+
+class HalfCloseTests(TestCase):
+    async def test_request_answered_after_client_half_closes(self):
+        server = app()
+
+        @server.route("/later")
+        def later(request):
+            return task.deferLater(reactor, 0.05, lambda: "later")
+
+        running = await serve(server, protocol="http")
+        self.addCleanup(running.stop)
+
+        def send_then_eof(port):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.shutdown(socket.SHUT_WR)
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        return data
+                    data += chunk
+
+        out = await deferToThread(send_then_eof, running.http_port)
+        self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
+        self.assertTrue(out.endswith(b"later"), out)
