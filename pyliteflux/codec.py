@@ -42,7 +42,7 @@ def _parse_float(text: str) -> float:
     return value
 
 
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
 
 
@@ -70,34 +70,22 @@ def loads_json(data: Union[bytes, str]) -> Any:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
             raise DecodeError("body is not valid UTF-8") from None
-        raw = data
     else:
         text = data
-        raw = None
-    if text.startswith("\ufeff"):
+    if text[:1] == "\ufeff":
         text = text[1:]
     try:
-        value, end = _decoder.raw_decode(text, _skip_ws(text, 0))
+        value = _decoder.decode(text)
     except DecodeError:
         raise
     except RecursionError:
         raise DecodeError("JSON nested too deeply") from None
     except (ValueError, TypeError) as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
-    if _skip_ws(text, end) != len(text):
-        raise DecodeError("invalid JSON: extra data after the value")
-    if raw is None:
-        raw = text.encode("utf-8", "surrogatepass")
-    if _SURROGATE_ESCAPE.search(raw) and _has_lone_surrogate(value):
+    # a lone surrogate needs a \uD8xx-\uDFxx escape: look only when one may be there
+    if "\\u" in text and _SURROGATE_ESCAPE_TEXT.search(text) and _has_lone_surrogate(value):
         raise DecodeError("invalid JSON: lone surrogate in a string")
     return value
-
-
-def _skip_ws(text: str, pos: int) -> int:
-    n = len(text)
-    while pos < n and text[pos] in " \t\n\r":
-        pos += 1
-    return pos
 
 
 _encoder = json.JSONEncoder(allow_nan=False)

@@ -46,9 +46,10 @@ def current_namespace(create: bool = False) -> Optional[SimpleNamespace]:
     return ns
 
 
-def enter_request(**values: Any) -> SimpleNamespace:
+def enter_request(request_id: str) -> SimpleNamespace:
     """Give the *current* context a fresh ``g`` (call inside ``ctx.run``)."""
-    ns = SimpleNamespace(**values)
+    ns = SimpleNamespace()
+    ns.request_id = request_id
     _current.set(ns)
     return ns
 

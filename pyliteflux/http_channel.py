@@ -15,6 +15,7 @@ from the server's config when the connection is made.
 
 from __future__ import annotations
 
+import time
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
@@ -82,6 +83,8 @@ class GuardedChannel(HTTPChannel):
     min_body_rate: float = 0
     rejected = False
     body_bytes = 0
+    _header_started: Optional[float] = None
+    _seconds = staticmethod(time.time)  # the Site gives each channel its reactor's clock
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,8 +104,28 @@ class GuardedChannel(HTTPChannel):
         self._arm_header_deadline()
 
     def _arm_header_deadline(self) -> None:
-        if self.header_timeout and self._header_call is None:
-            self._header_call = self.callLater(self.header_timeout, self._headers_too_slow)
+        """Start the clock for this request's headers.
+
+        Cheap per request: it notes the time; one timer per connection wakes
+        up at most every ``header_timeout`` seconds to check it (arming and
+        cancelling a timer per request would cost more than the request).
+        """
+        if not self.header_timeout:
+            return
+        self._header_started = self._seconds()
+        if self._header_call is None:
+            self._header_call = self.callLater(self.header_timeout, self._check_headers)
+
+    def _check_headers(self) -> None:
+        self._header_call = None
+        started = self._header_started
+        if started is None:
+            return  # not waiting for headers now; the next request re-arms
+        remaining = started + self.header_timeout - self._seconds()
+        if remaining > 0:
+            self._header_call = self.callLater(remaining, self._check_headers)
+        else:
+            self._headers_too_slow()
 
     def _cancel(self, name: str) -> None:
         call = getattr(self, name)
@@ -112,7 +135,6 @@ class GuardedChannel(HTTPChannel):
             setattr(self, name, None)
 
     def _headers_too_slow(self) -> None:
-        self._header_call = None
         _log.info("closing {peer}: request headers not complete within {timeout} s",
                   peer=str(self.transport.getPeer()), timeout=self.header_timeout)
         self.reject(408, "Request Timeout", "Request Timeout")
@@ -120,12 +142,12 @@ class GuardedChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self.rejected:
             return
-        if self._header_call is None and self.line_mode and not self._handlingRequest:
+        if self._header_started is None and self.line_mode and not self._handlingRequest:
             self._arm_header_deadline()  # first byte of the next request
         super().dataReceived(data)
 
     def allHeadersReceived(self) -> None:
-        self._cancel("_header_call")
+        self._header_started = None  # the timer, if any, finds nothing to do
         super().allHeadersReceived()
         if self.rejected:
             return

@@ -17,7 +17,6 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.resource import Resource
 
-from .background import BackgroundTasks
 from .http_channel import ConnectionLimiter, GuardedChannel, GuardedRequest
 from .pipeline import error_value
 from .requests import HTTPRequest
@@ -59,6 +58,7 @@ class Site(server.Site):
             return None  # Twisted closes the connection at once
         channel = super().buildProtocol(addr)
         channel.configure(config)
+        channel._seconds = self.reactor.seconds
         channel.limiter = self.limiter
         channel.limiter_host = host
         channel._limiter_released = False
@@ -92,7 +92,7 @@ class HTTPResource(Resource):
         return self
 
     def render(self, request: Any) -> Any:
-        req = HTTPRequest(request, BackgroundTasks(self._jobs))
+        req = HTTPRequest(request, self._jobs)
         value = self._pipeline.dispatch(req)
         if isinstance(value, Deferred):
             gone = request.notifyFinish()
@@ -119,7 +119,7 @@ class HTTPResource(Resource):
             raw.addRawHeader(name, val)
         if config.request_id_header:
             raw.setRawHeaders(b"X-Request-ID", [req.request_id.encode("ascii")])  # type: ignore[attr-defined]
-        if req.bg:
+        if req._bg:
             self._run_jobs_after(request, req)
         if status in _NO_BODY or req.method == "HEAD":
             if status not in _NO_BODY:
@@ -161,7 +161,7 @@ class HTTPResource(Resource):
             raw.addRawHeader(name, val)
         if self.app.config.request_id_header:
             raw.setRawHeaders(b"X-Request-ID", [req.request_id.encode("ascii")])  # type: ignore[attr-defined]
-        if req.bg:
+        if req._bg:
             self._run_jobs_after(request, req)
         if req.method == "HEAD":
             response.close()  # never started: its finally (if any) runs now
@@ -175,7 +175,7 @@ class HTTPResource(Resource):
         return server.NOT_DONE_YET
 
     def _run_jobs_after(self, request: Any, req: HTTPRequest) -> None:
-        jobs = req.bg.take()
+        jobs = req._bg.take()  # type: ignore[union-attr]
         request.notifyFinish().addBoth(lambda _: self._jobs.submit_all(jobs))
 
     # -- failures ------------------------------------------------------------------

@@ -38,8 +38,15 @@ _log = Logger(namespace="pyliteflux.pipeline")
 _Step = Generator[Deferred, Any, Any]
 
 
+#: result types that are never awaitable: checked first, so the common case
+#: costs one ``type()`` lookup instead of several attribute probes
+_PLAIN = frozenset({dict, list, str, bytes, tuple, int, float, bool, type(None)})
+
+
 def _awaitable(value: Any) -> Optional[Deferred]:
     """A Deferred to wait on if ``value`` is one (or a coroutine), else None."""
+    if type(value) in _PLAIN:
+        return None
     if isinstance(value, Deferred):
         return value
     if hasattr(value, "__await__") and hasattr(value, "send"):
@@ -83,29 +90,21 @@ class Pipeline:
         Returns the final value, or a Deferred that fires with it (never
         errbacks: failures become error values).
         """
+        request.request_id = new_request_id()  # type: ignore[attr-defined]
         ctx = contextvars.copy_context()
         return ctx.run(self._start, request, ctx)
 
     def _start(self, request: Request, ctx: contextvars.Context) -> Any:
+        """Run the pipeline synchronously for as long as nothing must be
+        awaited; at the first awaitable, hand the rest to a generator
+        (``_after_request_hook`` / ``_after_handler`` / ``_after_response_hook``)
+        driven by ``_drive``."""
         request.context = ctx  # type: ignore[attr-defined]  # streams re-enter it
-        request.request_id = enter_request(request_id=new_request_id()).request_id  # type: ignore[attr-defined]
-        return _drive(self._steps(request), ctx, None, False)
-
-    def _fail(self, request: Request, exc: BaseException) -> Any:
-        if isinstance(exc, CancelledError):
-            # the client went away, or shutdown gave up on it: not a bug
-            _log.info("{request!r} cancelled", request=request)
-        elif not isinstance(exc, HTTPError):
-            _log.failure("error while handling {request!r}", failure=Failure(exc),
-                         request=request)
-        return error_value(request, exc, self._debug())
-
-    def _steps(self, request: Request) -> _Step:
-        """The pipeline as a generator: it yields only when it must wait."""
+        enter_request(request.request_id)
         chain = self.middleware.chain(request.protocol)
         ran = 0
+        response = None
         try:
-            response = None
             for process_request, _ in chain:
                 ran += 1
                 if process_request is None:
@@ -114,27 +113,99 @@ class Pipeline:
                 if response is not None:
                     d = _awaitable(response)
                     if d is not None:
-                        response = yield d
-                    if response is not None:
-                        break
+                        return _drive(self._after_request_hook(request, chain, ran, d), ctx)
+                    break
             else:
-                if request.protocol == "tcp":
-                    match = self.router.match_command(request.command)  # type: ignore[attr-defined]
-                else:
-                    match = self.router.match_http(request.method, request.path)  # type: ignore[attr-defined]
-                request.path_params = match.path_params
-                request.validate()
-                response = match.handler(request)
+                response = self._handle(request)
                 d = _awaitable(response)
                 if d is not None:
-                    response = yield d
-        except DecodeError as exc:
-            response = self._fail(request, BadRequest(str(exc)))
+                    return _drive(self._after_handler(request, chain, ran, d), ctx)
         except Exception as exc:
             response = self._fail(request, exc)
-
-        for index in range(ran - 1, -1, -1):
+        # the response phase, synchronously (``_responses`` is its async twin)
+        index = ran - 1
+        while index >= 0:
             process_response = chain[index][1]
+            index -= 1
+            if process_response is None:
+                continue
+            try:
+                result = process_response(request, response)
+                d = _awaitable(result)
+                if d is not None:
+                    return _drive(self._after_response_hook(request, chain, index, d), ctx)
+                response = result
+            except Exception as exc:
+                response = self._fail(request, exc)
+        return response
+
+    def _handle(self, request: Request) -> Any:
+        """Route the request and call its handler (raises NotFound etc.)."""
+        if request.protocol == "tcp":
+            match = self.router.match_command(request.command)  # type: ignore[attr-defined]
+        else:
+            match = self.router.match_http(request.method, request.path)  # type: ignore[attr-defined]
+        request.path_params = match.path_params
+        request.validate()
+        return match.handler(request)
+
+    def _fail(self, request: Request, exc: BaseException) -> Any:
+        if isinstance(exc, DecodeError):
+            exc = BadRequest(str(exc))
+        if isinstance(exc, CancelledError):
+            # the client went away, or shutdown gave up on it: not a bug
+            _log.info("{request!r} cancelled", request=request)
+        elif not isinstance(exc, HTTPError):
+            _log.failure("error while handling {request!r}", failure=Failure(exc),
+                         request=request)
+        return error_value(request, exc, self._debug())
+
+    # -- the asynchronous continuations -------------------------------------------------
+
+    def _after_request_hook(self, request: Request, chain: Any, ran: int, d: Deferred) -> _Step:
+        """Resume after ``process_request`` number ``ran`` returned an awaitable."""
+        try:
+            response = yield d
+            while response is None and ran < len(chain):
+                process_request = chain[ran][0]
+                ran += 1
+                if process_request is None:
+                    continue
+                response = process_request(request)
+                d2 = _awaitable(response)
+                if d2 is not None:
+                    response = yield d2
+            if response is None:
+                response = self._handle(request)
+                d2 = _awaitable(response)
+                if d2 is not None:
+                    response = yield d2
+        except Exception as exc:
+            response = self._fail(request, exc)
+        return (yield from self._responses(request, chain, ran - 1, response))
+
+    def _after_handler(self, request: Request, chain: Any, ran: int, d: Deferred) -> _Step:
+        """Resume after the handler returned an awaitable."""
+        try:
+            response = yield d
+        except Exception as exc:
+            response = self._fail(request, exc)
+        return (yield from self._responses(request, chain, ran - 1, response))
+
+    def _after_response_hook(self, request: Request, chain: Any, index: int,
+                             d: Deferred) -> _Step:
+        """Resume after a ``process_response`` returned an awaitable."""
+        try:
+            response = yield d
+        except Exception as exc:
+            response = self._fail(request, exc)
+        return (yield from self._responses(request, chain, index, response))
+
+    def _responses(self, request: Request, chain: Any, index: int, response: Any) -> _Step:
+        """``process_response`` from ``chain[index]`` down to the first, awaiting as needed."""
+        while index >= 0:
+            process_response = chain[index][1]
+            index -= 1
             if process_response is None:
                 continue
             try:
@@ -178,7 +249,8 @@ class _Resume:
         return None
 
 
-def _drive(gen: _Step, ctx: contextvars.Context, value: Any, failed: bool) -> Union[Any, Deferred]:
+def _drive(gen: _Step, ctx: contextvars.Context, value: Any = None,
+           failed: bool = False) -> Union[Any, Deferred]:
     """Run the step generator until it finishes or must really wait.
 
     While each yielded Deferred has already fired, keep going synchronously;

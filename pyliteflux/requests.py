@@ -113,8 +113,18 @@ class Request:
 
     protocol: str = ""
     path_params: Dict[str, Any]
-    bg: "BackgroundTasks"
     client_address: Tuple[str, int]
+    _jobs: Any = None  # the server's JobRunner
+    _bg: "Optional[BackgroundTasks]" = None
+
+    @property
+    def bg(self) -> "BackgroundTasks":
+        """Background jobs to start after the response (made on first use)."""
+        if self._bg is None:
+            from .background import BackgroundTasks
+
+            self._bg = BackgroundTasks(self._jobs)
+        return self._bg
 
     def validate(self) -> None:
         """Raise ``BadRequest`` if the payload is malformed (called before the handler)."""
@@ -132,18 +142,21 @@ class HTTPRequest(Request):
     """An HTTP request. ``raw`` is the underlying ``twisted.web`` request."""
 
     protocol = "http"
+    # parsed on first access; class-level defaults keep __init__ cheap
+    _path: Optional[str] = None
+    _query: Optional[Dict[str, List[str]]] = None
+    _headers: Optional[Headers] = None
+    _body: Optional[bytes] = None
+    _json: Any = None
+    _json_parsed = False
+    _form: Optional[Dict[str, str]] = None
 
-    def __init__(self, raw: "TwistedRequest", bg: "BackgroundTasks") -> None:
+    def __init__(self, raw: "TwistedRequest", jobs: Any = None) -> None:
         self.raw = raw
-        self.bg = bg
+        self._jobs = jobs
         self.path_params = {}
-        self.method: str = raw.method.decode("ascii", "replace").upper()
-        self._path: Optional[str] = None
-        self._query: Optional[Dict[str, List[str]]] = None
-        self._headers: Optional[Headers] = None
-        self._body: Optional[bytes] = None
-        self._json: Any = _UNSET
-        self._form: Optional[Dict[str, str]] = None
+        method = raw.method
+        self.method: str = _METHODS.get(method) or method.decode("ascii", "replace").upper()
         self._files: Dict[str, UploadedFile] = {}
 
     # -- URL --------------------------------------------------------------------
@@ -215,7 +228,8 @@ class HTTPRequest(Request):
 
         A body sent as ``application/json`` that does not parse is a 400.
         """
-        if self._json is _UNSET:
+        if not self._json_parsed:
+            self._json_parsed = True
             body = self.body
             if self._is_json():
                 if not body.strip():
@@ -297,8 +311,12 @@ class HTTPRequest(Request):
         return (host if host is not None else str(addr), port)
 
     def validate(self) -> None:
-        if self._is_json():
-            self.json_data
+        if self.method in _BODY_METHODS and self._is_json():
+            try:
+                self.json_data
+            except BadRequest:
+                self._json_parsed = False  # raise again if the handler reads it
+                raise
 
     def __repr__(self) -> str:
         return f"<HTTPRequest {self.method} {self.raw.uri!r}>"
@@ -315,23 +333,24 @@ class TCPRequest(Request):
         data: Any,
         data_type: str,
         client_address: Tuple[str, int],
-        bg: "BackgroundTasks",
+        jobs: Any = None,
         request_id: Any = None,
-        line: str = "",
+        line: bytes = b"",
         element: "Optional[Element]" = None,
         headers: Optional[Mapping[str, Any]] = None,
         connection: Any = None,
+        client_id: Optional[str] = None,
     ) -> None:
         self.command = command
         self.data = data
         self.data_type = data_type
         self.client_address = client_address
-        self.client_id = f"{client_address[0]}:{client_address[1]}"
-        self.bg = bg
+        self.client_id = client_id or f"{client_address[0]}:{client_address[1]}"
+        self._jobs = jobs
         self.id = request_id
         self.line = line
         self.element = element
-        self.headers = DictHeaders(headers)
+        self.headers = DictHeaders(headers) if headers else _NO_HEADERS
         self.connection = connection
         self.path_params = {}
         self.query_params: Dict[str, str] = {}
@@ -352,8 +371,6 @@ class TCPRequest(Request):
         return f"<TCPRequest {self.command!r} from {self.client_id} ({self.data_type})>"
 
 
-class _Unset:
-    __slots__ = ()
-
-
-_UNSET: Any = _Unset()
+_METHODS = {m.encode(): m for m in ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")}
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_NO_HEADERS = DictHeaders()

@@ -65,13 +65,16 @@ class RouteEntry:
     converters: Dict[str, Callable[[str], Any]] = field(default_factory=dict)
 
 
-@dataclass
 class Match:
     """The result of a successful lookup."""
 
-    handler: Handler
-    path_params: Dict[str, Any]
-    entry: Optional[RouteEntry] = None
+    __slots__ = ("handler", "path_params", "entry")
+
+    def __init__(self, handler: Handler, path_params: Dict[str, Any],
+                 entry: Optional[RouteEntry] = None) -> None:
+        self.handler = handler
+        self.path_params = path_params
+        self.entry = entry
 
 
 def _compile(path: str) -> Tuple[Optional[Pattern[str]], Dict[str, Callable[[str], Any]]]:
@@ -129,12 +132,24 @@ def _options_handler(allowed: List[str]) -> Handler:
     return options
 
 
+def _literal_head(path: str) -> Optional[str]:
+    """The first path segment if it is literal ("/user/{id}" -> "user"), else None."""
+    i = path.find("/", 1)
+    head = path[1:i] if i > 0 else path[1:]
+    return None if ("{" in head or "*" in head) else head
+
+
 class Router:
     """A route table for HTTP paths and TCP commands."""
 
     def __init__(self) -> None:
         self._static: Dict[str, Dict[str, RouteEntry]] = {}
         self._dynamic: List[RouteEntry] = []
+        # dynamic routes indexed by their literal first segment ("/user/{id}" -> "user");
+        # each list keeps registration order and includes the routes whose first
+        # segment is itself dynamic (those alone are in _dynamic_any)
+        self._dynamic_by_head: Dict[str, List[RouteEntry]] = {}
+        self._dynamic_any: List[RouteEntry] = []
         self._commands: Dict[str, RouteEntry] = {}
 
     # -- registration -------------------------------------------------------
@@ -187,6 +202,7 @@ class Router:
                     else:
                         self._dynamic.remove(existing)
             self._dynamic.append(entry)
+            self._reindex()
         return entry
 
     def add_command(self, command: str, handler: Handler) -> RouteEntry:
@@ -220,7 +236,10 @@ class Router:
             allowed = set(table)
         else:
             allowed = set()
-        for entry in self._dynamic:
+        i = path.find("/", 1)
+        head = path[1:i] if i > 0 else path[1:]
+        candidates = self._dynamic_by_head.get(head, self._dynamic_any)
+        for entry in candidates:
             m = entry.regex.match(path)  # type: ignore[union-attr]
             if m is None:
                 continue
@@ -240,6 +259,18 @@ class Router:
                 return Match(_options_handler(sorted(allowed)), {})
             raise MethodNotAllowed(sorted(allowed))
         raise NotFound()
+
+    def _reindex(self) -> None:
+        heads: Dict[str, List[RouteEntry]] = {}
+        for entry in self._dynamic:
+            head = _literal_head(entry.path)
+            if head is not None:
+                heads.setdefault(head, [])
+        self._dynamic_by_head = {
+            head: [e for e in self._dynamic if _literal_head(e.path) in (head, None)]
+            for head in heads
+        }
+        self._dynamic_any = [e for e in self._dynamic if _literal_head(e.path) is None]
 
     def allowed_methods(self, path: str) -> List[str]:
         """Every method some route accepts on ``path`` (for OPTIONS and 405)."""

@@ -663,14 +663,17 @@ class Server:
                 _log.warn("push to unknown TCP client {client_id!r}", client_id=client_id)
                 return 0
             targets = [conn]
-        lines: Dict[str, bytes] = {}
+        # encode once per format (with its newline), not once per client
+        json_line = encode_push(message, "json") + b"\n"
+        xml_line: Optional[bytes] = None
         reached = 0
         for conn in targets:
-            data_type = "xml" if conn.data_type == "xml" else "json"
-            line = lines.get(data_type)
-            if line is None:
-                line = lines[data_type] = encode_push(message, data_type)
-            if conn.push_line(line):
+            if conn.data_type == "xml":
+                if xml_line is None:
+                    xml_line = encode_push(message, "xml") + b"\n"
+                if conn.push_line(xml_line):
+                    reached += 1
+            elif conn.push_line(json_line):
                 reached += 1
         return reached
 

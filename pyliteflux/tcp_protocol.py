@@ -25,8 +25,8 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
-from .background import BackgroundTasks
-from .codec import DecodeError, data_to_xml, dumps_json_line, loads_json, parse_xml, xml_to_data
+from .codec import (DecodeError, data_to_xml, dumps_json, dumps_json_line, loads_json, parse_xml,
+                    xml_to_data)
 from .requests import TCPRequest
 from .responses import HTTPResponse, StreamResponse
 
@@ -58,7 +58,9 @@ class LineError(Exception):
 
 def parse_line(line: bytes) -> ParsedLine:
     """Decode one request line; raises ``LineError`` for anything malformed."""
-    first = line.lstrip()[:1]
+    first = line[:1]
+    if first in (b" ", b"\t"):
+        first = line.lstrip()[:1]
     data_type = "json" if first == b"{" else "xml" if first == b"<" else "raw"
     try:
         text = line.decode("utf-8")
@@ -115,6 +117,10 @@ def _plain(value: Any) -> Any:
 def encode_reply(value: Any, data_type: str, request_id: Any = None,
                  encoder: Optional[type] = None) -> bytes:
     """One reply line (without the newline) in the request's format."""
+    if type(value) is dict and data_type == "json" and encoder is None:  # the common case
+        if request_id is not None:
+            value = {**value, "id": request_id}
+        return dumps_json(value)
     if isinstance(value, HTTPResponse):
         encoder = getattr(value, "json_encoder", None) or encoder
     value = _plain(value)
@@ -149,6 +155,8 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
 
     def __init__(self, server: "Server") -> None:
         self.server = server
+        self._dispatch = server.pipeline.dispatch
+        self._jobs = server.jobs
         config = server.config
         self.MAX_LENGTH = config.max_line_length
         self.keep_alive = config.tcp_keep_alive
@@ -308,7 +316,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         if len(line) > self.MAX_LENGTH:
             self.lineLengthExceeded(line)
             return
-        if not line.strip():
+        if not line or line.isspace():
             return
         if not self.keep_alive:
             if self._answered_one:
@@ -321,11 +329,11 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             return
         self.data_type = data_type
         request = TCPRequest(
-            command, data, data_type, self.client_address, BackgroundTasks(self.server.jobs),
-            request_id=request_id, line=line.decode("utf-8"), element=element,
-            headers=headers, connection=self,
+            command, data, data_type, self.client_address, self._jobs,
+            request_id=request_id, line=line, element=element,
+            headers=headers, connection=self, client_id=self.client_id,
         )
-        value = self.server.pipeline.dispatch(request)
+        value = self._dispatch(request)
         if isinstance(value, Deferred):
             slot: List[Any] = [None, request, value]
             self._pending.append(slot)
@@ -395,20 +403,26 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         if self.closing:
             return
         self._write_line(line)
-        if request is not None and request.bg:
-            self.server.jobs.submit_all(request.bg.take())
+        if request is not None and request._bg:
+            self.server.jobs.submit_all(request._bg.take())
         if not self.keep_alive:
             self.close()
 
     # -- output --------------------------------------------------------------------------
 
     def _write_line(self, line: bytes) -> bool:
-        """Write one line; disconnect a client that is too far behind."""
+        """Write one line (adding its newline)."""
+        return self.push_line(line + b"\n")
+
+    def push_line(self, data: bytes) -> bool:
+        """Write bytes that already end in a newline (a push line encoded once
+        for many clients); disconnect a client that is too far behind.
+        False if the client is gone."""
         if self.closing:
             return False
-        self.transport.writeSequence((line, b"\n"))
+        self.transport.write(data)
         if self._output_paused:
-            self._unsent += len(line) + 1
+            self._unsent += len(data)
             if self._unsent > self._max_output:
                 _log.warn("disconnecting slow TCP client {client}: over {limit} bytes unsent",
                           client=self.client_id, limit=self._max_output)
@@ -416,10 +430,6 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
                 self.transport.abortConnection()
                 return False
         return True
-
-    def push_line(self, line: bytes) -> bool:
-        """Send an already-encoded push line; False if the client is gone."""
-        return self._write_line(line)
 
     def send_shutdown(self) -> None:
         """Tell the client the server is going away, then close cleanly."""

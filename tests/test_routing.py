@@ -142,3 +142,22 @@ class DefaultRegistryTests(SynchronousTestCase):
         a, b = Server(router=Router()), Server(router=Router())
         a.route("/only-a")(h("a"))
         self.assertRaises(NotFound, b.router.match_http, "GET", "/only-a")
+
+
+class IndexTests(SynchronousTestCase):
+    def test_many_dynamic_routes_keep_registration_order_across_heads(self):
+        r = Router()
+        r.register("/{any}/x")(h("any-first"))
+        for i in range(100):
+            r.register(f"/r{i}/{{id}}")(h(f"r{i}"))
+        r.register("/{other}/{id}")(h("catch-all"))
+        self.assertEqual(r.match_http("GET", "/r99/5").handler(None), "r99")
+        self.assertEqual(r.match_http("GET", "/r7/x").handler(None), "any-first")
+        self.assertEqual(r.match_http("GET", "/zzz/1").handler(None), "catch-all")
+        self.assertEqual(r.match_http("GET", "/r3/1").path_params, {"id": "1"})
+        self.assertRaises(NotFound, r.match_http, "GET", "/r3/1/2")
+
+    def test_wildcard_at_root(self):
+        r = Router()
+        r.register("/*")(h("all"))
+        self.assertEqual(r.match_http("GET", "/a/b").path_params, {"*": "a/b"})
