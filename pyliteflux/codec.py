@@ -88,12 +88,27 @@ def loads_json(data: Union[bytes, str]) -> Any:
     return value
 
 
+def _not_serializable(obj: Any) -> Any:
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
+# ``JSONEncoder.encode`` builds a new C encoder on every call; building it once
+# makes encoding a small dict about three times cheaper. Same output as
+# ``json.dumps(data, allow_nan=False)``; a circular structure is a
+# RecursionError instead of a ValueError (both end as a 500).
+_c_encoder = (
+    json.encoder.c_make_encoder(None, _not_serializable, json.encoder.encode_basestring_ascii,
+                                None, ": ", ", ", False, False, False)
+    if json.encoder.c_make_encoder is not None else None
+)
 _encoder = json.JSONEncoder(allow_nan=False)
 
 
 def dumps_json(data: Any, encoder: Optional[Type[json.JSONEncoder]] = None) -> bytes:
     """Encode ``data`` as UTF-8 JSON bytes (ASCII-escaped, no NaN/Infinity)."""
     if encoder is None:
+        if _c_encoder is not None and type(data) in (dict, list):
+            return "".join(_c_encoder(data, 0)).encode("ascii")
         return _encoder.encode(data).encode("ascii")
     return json.dumps(data, cls=encoder, allow_nan=False).encode("utf-8")
 

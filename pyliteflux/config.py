@@ -120,7 +120,7 @@ CONFIG_KEYS: Tuple[ConfigKey, ...] = (
               "background jobs that may wait for a thread; more are refused (503)"),
     ConfigKey("shutdown_timeout", 5.0, _non_negative_number,
               "seconds stop() waits for in-flight work and background jobs"),
-    ConfigKey("request_id_header", True, _check_bool,
+    ConfigKey("request_id_header", False, _check_bool,
               "send each HTTP request's g.request_id as an X-Request-ID header"),
 )
 

@@ -37,6 +37,10 @@ _log = Logger(namespace="pyliteflux.http")
 _RATE_WINDOW = 10.0
 
 
+def _ignore(data: bytes) -> None:
+    pass
+
+
 def _error_bytes(status: int, reason: str, message: str) -> bytes:
     body = ('{"error": "%s"}' % message).encode("ascii")
     return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
@@ -45,19 +49,11 @@ def _error_bytes(status: int, reason: str, message: str) -> bytes:
 
 class GuardedRequest(Request):
     """Twisted's request with our body limit, and without eager form parsing
-    (pyliteflux parses forms lazily, within the same limit)."""
+    (pyliteflux parses forms lazily, within the same limit). A too large
+    ``Content-Length`` is refused by the channel before this sees it."""
 
     _parsePOSTFormSubmission = False
     _body_received = 0
-
-    def gotLength(self, length: Optional[int]) -> None:
-        channel: Any = self.channel
-        limit = getattr(channel, "max_body_size", None)
-        if limit is not None and length is not None and length > limit:
-            channel.reject(413, "Payload Too Large", "Payload Too Large")
-            self.content = BytesIO()  # type: ignore[assignment]  # nothing will be stored
-            return
-        super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
         channel: Any = self.channel
@@ -148,13 +144,17 @@ class GuardedChannel(HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         self._header_started = None  # the timer, if any, finds nothing to do
-        super().allHeadersReceived()
-        if self.rejected:
+        length = self.length
+        if length and self.max_body_size is not None and length > self.max_body_size:
+            self.reject(413, "Payload Too Large", "Payload Too Large")  # before any body
             return
-        if self.length != 0 and self.min_body_rate:
+        super().allHeadersReceived()
+        if length != 0 and self.min_body_rate and not self.rejected:
             self.body_bytes = 0
             self._rate_mark = 0
             self._rate_call = self.callLater(_RATE_WINDOW, self._check_body_rate)
+            # only requests with a body pay for the hook that stops the timer
+            self.allContentReceived = self._body_complete  # type: ignore[method-assign]
 
     # -- body rate -------------------------------------------------------------------
 
@@ -169,11 +169,10 @@ class GuardedChannel(HTTPChannel):
         self._rate_mark = self.body_bytes
         self._rate_call = self.callLater(_RATE_WINDOW, self._check_body_rate)
 
-    def allContentReceived(self) -> None:
+    def _body_complete(self) -> None:
         self._cancel("_rate_call")
-        if self.rejected:
-            return
-        super().allContentReceived()
+        del self.allContentReceived  # back to the class's method
+        HTTPChannel.allContentReceived(self)
 
     # -- half-close ------------------------------------------------------------------
 
@@ -197,16 +196,11 @@ class GuardedChannel(HTTPChannel):
         self._cancel("_header_call")
         self._cancel("_rate_call")
         self.setTimeout(None)
+        # whatever else this connection sends is ignored
+        self.lineReceived = self.rawDataReceived = _ignore  # type: ignore[method-assign]
         self.transport.write(_error_bytes(status, reason, message))
         self.transport.loseConnection()
 
-    def lineReceived(self, line: bytes) -> None:
-        if not self.rejected:
-            super().lineReceived(line)
-
-    def rawDataReceived(self, data: bytes) -> None:
-        if not self.rejected:
-            super().rawDataReceived(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel("_header_call")

@@ -20,6 +20,7 @@ from twisted.web.resource import Resource
 from .http_channel import ConnectionLimiter, GuardedChannel, GuardedRequest
 from .pipeline import error_value
 from .requests import HTTPRequest
+from .codec import dumps_json
 from .responses import StreamResponse, normalise_headers, render_http
 from .streaming import stream
 
@@ -30,6 +31,7 @@ __all__ = ["HTTPResource", "Site", "TwistedRequest"]
 
 _log = Logger(namespace="pyliteflux.http")
 _NO_BODY = (204, 304)
+_JSON_HEADERS = ((b"Content-Type", b"application/json"),)
 
 
 #: the request class our Site uses (kept under this name for compatibility)
@@ -109,11 +111,15 @@ class HTTPResource(Resource):
         if isinstance(value, StreamResponse):
             return self._start_stream(request, req, value)
         try:
-            status, headers, body = render_http(value)
+            if type(value) is dict:  # the common case, without the general renderer
+                status, headers, body = 200, _JSON_HEADERS, dumps_json(value)
+            else:
+                status, headers, body = render_http(value)
         except Exception as exc:
             _log.failure("cannot render the result of {request!r}", request=req)
             status, headers, body = render_http(error_value(req, exc, config.debug))
-        request.setResponseCode(status)
+        if status != 200:
+            request.setResponseCode(status)
         raw = request.responseHeaders
         for name, val in headers:
             raw.addRawHeader(name, val)

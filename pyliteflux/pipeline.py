@@ -36,6 +36,7 @@ __all__ = ["Pipeline", "error_value"]
 _log = Logger(namespace="pyliteflux.pipeline")
 
 _Step = Generator[Deferred, Any, Any]
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 #: result types that are never awaitable: checked first, so the common case
@@ -82,6 +83,7 @@ class Pipeline:
     def __init__(self, router: Router, middleware: MiddlewareManager, debug: Callable[[], bool]):
         self.router = router
         self.middleware = middleware
+        self._chains = middleware._chains  # live: add_middleware rebuilds its entries
         self._debug = debug
 
     def dispatch(self, request: Request) -> Any:
@@ -101,7 +103,7 @@ class Pipeline:
         driven by ``_drive``."""
         request.context = ctx  # type: ignore[attr-defined]  # streams re-enter it
         enter_request(request.request_id)
-        chain = self.middleware.chain(request.protocol)
+        chain = self._chains[request.protocol]
         ran = 0
         response = None
         try:
@@ -146,7 +148,8 @@ class Pipeline:
         else:
             match = self.router.match_http(request.method, request.path)  # type: ignore[attr-defined]
         request.path_params = match.path_params
-        request.validate()
+        if request.method in _BODY_METHODS:  # a malformed body is a 400 before the handler
+            request.validate()
         return match.handler(request)
 
     def _fail(self, request: Request, exc: BaseException) -> Any:

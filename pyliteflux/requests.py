@@ -130,6 +130,18 @@ class Request:
         """Raise ``BadRequest`` if the payload is malformed (called before the handler)."""
 
 
+def _decode_path(raw: bytes) -> str:
+    if b"%" in raw:
+        raw = unquote_to_bytes(raw)
+    try:
+        path = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("path is not valid UTF-8") from None
+    if "\x00" in path:
+        raise BadRequest("path contains a NUL byte")
+    return path
+
+
 def _decode_query(raw: bytes) -> Dict[str, List[str]]:
     try:
         return parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
@@ -165,16 +177,7 @@ class HTTPRequest(Request):
     def path(self) -> str:
         """The decoded path (``%xx`` escapes resolved, UTF-8); 400 if undecodable."""
         if self._path is None:
-            raw = self.raw.path
-            if b"%" in raw:
-                raw = unquote_to_bytes(raw)
-            try:
-                path = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise BadRequest("path is not valid UTF-8") from None
-            if "\x00" in path:
-                raise BadRequest("path contains a NUL byte")
-            self._path = path
+            self._path = _decode_path(self.raw.path)
         return self._path
 
     @property

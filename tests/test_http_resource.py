@@ -122,6 +122,8 @@ class ResponseTableTests(TestCase):
         self.assertEqual(r.header("content-length"), "28")
 
     async def test_request_id_header(self):
+        self.assertIsNone((await self.client.get("/dict")).header("x-request-id"))  # opt-in
+        self.server.config.request_id_header = True
         a = await self.client.get("/dict")
         b = await self.client.get("/dict")
         self.assertTrue(a.header("x-request-id"))
