@@ -46,12 +46,13 @@ def current_namespace(create: bool = False) -> Optional[SimpleNamespace]:
     return ns
 
 
-def enter_request(request_id: str) -> SimpleNamespace:
-    """Give the *current* context a fresh ``g`` (call inside ``ctx.run``)."""
+def enter_request() -> str:
+    """Give the *current* context a fresh ``g`` with a new ``request_id``
+    (call inside ``ctx.run``); returns that id."""
     ns = SimpleNamespace()
-    ns.request_id = request_id
+    ns.request_id = request_id = f"{_prefix}-{next(_counter):x}"
     _current.set(ns)
-    return ns
+    return request_id
 
 
 class _G:

@@ -15,8 +15,6 @@ from the server's config when the connection is made.
 
 from __future__ import annotations
 
-import time
-from io import BytesIO
 from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
@@ -79,8 +77,9 @@ class GuardedChannel(HTTPChannel):
     min_body_rate: float = 0
     rejected = False
     body_bytes = 0
-    _header_started: Optional[float] = None
-    _seconds = staticmethod(time.time)  # the Site gives each channel its reactor's clock
+    _headers_done = 0  # header blocks completed on this connection
+    _watch_mark: Optional[int] = None
+    _watch_count = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,34 +93,35 @@ class GuardedChannel(HTTPChannel):
         self.min_body_rate = config.min_body_rate
 
     # -- header deadline -----------------------------------------------------------
+    #
+    # Nothing per request: one timer per connection ticks every
+    # header_timeout / 2 seconds and looks whether the connection is in the
+    # middle of a request's headers. Seen so at three ticks in a row with no
+    # header block completed in between, the headers have taken at least
+    # header_timeout (at most 1.5x): the client is dripping them.
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._arm_header_deadline()
+        if self.header_timeout:
+            self._header_call = self.callLater(self.header_timeout / 2, self._tick_headers)
 
-    def _arm_header_deadline(self) -> None:
-        """Start the clock for this request's headers.
+    def _in_headers(self) -> bool:
+        return bool(self.line_mode and not self._handlingRequest
+                    and (self._buffer or self._receivedHeaderSize))
 
-        Cheap per request: it notes the time; one timer per connection wakes
-        up at most every ``header_timeout`` seconds to check it (arming and
-        cancelling a timer per request would cost more than the request).
-        """
-        if not self.header_timeout:
-            return
-        self._header_started = self._seconds()
-        if self._header_call is None:
-            self._header_call = self.callLater(self.header_timeout, self._check_headers)
-
-    def _check_headers(self) -> None:
+    def _tick_headers(self) -> None:
         self._header_call = None
-        started = self._header_started
-        if started is None:
-            return  # not waiting for headers now; the next request re-arms
-        remaining = started + self.header_timeout - self._seconds()
-        if remaining > 0:
-            self._header_call = self.callLater(remaining, self._check_headers)
+        if self._in_headers():
+            if self._watch_mark == self._headers_done:
+                self._watch_count += 1
+                if self._watch_count >= 3:
+                    self._headers_too_slow()
+                    return
+            else:
+                self._watch_mark, self._watch_count = self._headers_done, 1
         else:
-            self._headers_too_slow()
+            self._watch_mark = None
+        self._header_call = self.callLater(self.header_timeout / 2, self._tick_headers)
 
     def _cancel(self, name: str) -> None:
         call = getattr(self, name)
@@ -135,15 +135,8 @@ class GuardedChannel(HTTPChannel):
                   peer=str(self.transport.getPeer()), timeout=self.header_timeout)
         self.reject(408, "Request Timeout", "Request Timeout")
 
-    def dataReceived(self, data: bytes) -> None:
-        if self.rejected:
-            return
-        if self._header_started is None and self.line_mode and not self._handlingRequest:
-            self._arm_header_deadline()  # first byte of the next request
-        super().dataReceived(data)
-
     def allHeadersReceived(self) -> None:
-        self._header_started = None  # the timer, if any, finds nothing to do
+        self._headers_done += 1
         length = self.length
         if length and self.max_body_size is not None and length > self.max_body_size:
             self.reject(413, "Payload Too Large", "Payload Too Large")  # before any body

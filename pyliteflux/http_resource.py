@@ -60,7 +60,6 @@ class Site(server.Site):
             return None  # Twisted closes the connection at once
         channel = super().buildProtocol(addr)
         channel.configure(config)
-        channel._seconds = self.reactor.seconds
         channel.limiter = self.limiter
         channel.limiter_host = host
         channel._limiter_released = False
@@ -88,6 +87,7 @@ class HTTPResource(Resource):
         super().__init__()
         self.app = server  # not .server: twisted.web's Resource has its own
         self._pipeline = server.pipeline
+        self._dispatch = server.pipeline.dispatch
         self._jobs = server.jobs
 
     def getChildWithDefault(self, path: bytes, request: Any) -> "HTTPResource":
@@ -95,7 +95,7 @@ class HTTPResource(Resource):
 
     def render(self, request: Any) -> Any:
         req = HTTPRequest(request, self._jobs)
-        value = self._pipeline.dispatch(req)
+        value = self._dispatch(req)
         if isinstance(value, Deferred):
             gone = request.notifyFinish()
             gone.addErrback(self._client_gone, value, req)
@@ -108,7 +108,7 @@ class HTTPResource(Resource):
 
     def _respond(self, request: Any, req: HTTPRequest, value: Any, sync: bool) -> Any:
         config = self.app.config
-        if isinstance(value, StreamResponse):
+        if type(value) is not dict and isinstance(value, StreamResponse):
             return self._start_stream(request, req, value)
         try:
             if type(value) is dict:  # the common case, without the general renderer

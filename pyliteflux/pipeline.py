@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .codec import DecodeError
-from .context import enter_request, new_request_id
+from .context import enter_request
 from .errors import BadRequest, HTTPError, NotFound
 from .middleware import MiddlewareManager
 from .requests import Request
@@ -92,7 +92,6 @@ class Pipeline:
         Returns the final value, or a Deferred that fires with it (never
         errbacks: failures become error values).
         """
-        request.request_id = new_request_id()  # type: ignore[attr-defined]
         ctx = contextvars.copy_context()
         return ctx.run(self._start, request, ctx)
 
@@ -102,7 +101,7 @@ class Pipeline:
         (``_after_request_hook`` / ``_after_handler`` / ``_after_response_hook``)
         driven by ``_drive``."""
         request.context = ctx  # type: ignore[attr-defined]  # streams re-enter it
-        enter_request(request.request_id)
+        request.request_id = enter_request()  # type: ignore[attr-defined]
         chain = self._chains[request.protocol]
         ran = 0
         response = None

@@ -162,6 +162,7 @@ class HTTPRequest(Request):
     _json: Any = None
     _json_parsed = False
     _form: Optional[Dict[str, str]] = None
+    _files: Dict[str, UploadedFile] = {}  # replaced per request when a multipart form is parsed
 
     def __init__(self, raw: "TwistedRequest", jobs: Any = None) -> None:
         self.raw = raw
@@ -169,7 +170,6 @@ class HTTPRequest(Request):
         self.path_params = {}
         method = raw.method
         self.method: str = _METHODS.get(method) or method.decode("ascii", "replace").upper()
-        self._files: Dict[str, UploadedFile] = {}
 
     # -- URL --------------------------------------------------------------------
 
@@ -282,6 +282,7 @@ class HTTPRequest(Request):
         if not message.is_multipart() or message.defects:
             raise BadRequest("malformed multipart body")
         form: Dict[str, str] = {}
+        self._files = {}
         for part in message.iter_parts():
             raw_name = part.get_param("name", header="content-disposition")
             if not raw_name:
