@@ -55,12 +55,28 @@ def enter_request() -> str:
     return request_id
 
 
+_G_METHODS = frozenset({"get", "pop", "setdefault"})
+
+
 class _G:
     """Proxy to the current request's namespace; behaves like a plain object."""
 
     __slots__ = ()
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattribute__(self, name: str) -> Any:
+        # Fast path for request attributes: going through the normal lookup
+        # first would raise (and catch) an AttributeError on every ``g.x``.
+        if name[0] != "_" and name not in _G_METHODS:
+            ns = _current.get()
+            if ns is not None:
+                try:
+                    return ns.__dict__[name]
+                except KeyError:
+                    pass
+            raise AttributeError(f"g has no attribute {name!r}")
+        return object.__getattribute__(self, name)
+
+    def __getattr__(self, name: str) -> Any:  # names starting with "_"
         ns = _current.get()
         if ns is None:
             raise AttributeError(f"g has no attribute {name!r} (no request in progress)")
