@@ -44,6 +44,8 @@ def _parse_float(text: str) -> float:
 
 _SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
+_scan_once = _decoder.scan_once
+_WS = frozenset(" \t\n\r")
 
 
 def _has_lone_surrogate(value: Any) -> bool:
@@ -75,13 +77,19 @@ def loads_json(data: Union[bytes, str]) -> Any:
     if text[:1] == "\ufeff":
         text = text[1:]
     try:
-        value = _decoder.decode(text)
+        # the C scanner directly (what JSONDecoder.decode wraps in two regex passes)
+        start = 0 if text[:1] not in _WS else len(text) - len(text.lstrip(" \t\n\r"))
+        value, end = _scan_once(text, start)
     except DecodeError:
         raise
+    except StopIteration as exc:
+        raise DecodeError(f"invalid JSON at position {exc.value}") from None
     except RecursionError:
         raise DecodeError("JSON nested too deeply") from None
     except (ValueError, TypeError) as exc:
         raise DecodeError(f"invalid JSON: {exc}") from None
+    if end != len(text) and text[end:].strip(" \t\n\r"):
+        raise DecodeError(f"invalid JSON: extra data at position {end}")
     # a lone surrogate needs a \uD8xx-\uDFxx escape: look only when one may be there
     if "\\u" in text and _SURROGATE_ESCAPE_TEXT.search(text) and _has_lone_surrogate(value):
         raise DecodeError("invalid JSON: lone surrogate in a string")

@@ -143,9 +143,8 @@ class Pipeline:
     def _handle(self, request: Request) -> Any:
         """Route the request and call its handler (raises NotFound etc.)."""
         if request.protocol == "tcp":
-            match = self.router.match_command(request.command)  # type: ignore[attr-defined]
-        else:
-            match = self.router.match_http(request.method, request.path)  # type: ignore[attr-defined]
+            return self.router.command_handler(request.command)(request)  # type: ignore[attr-defined]
+        match = self.router.match_http(request.method, request.path)  # type: ignore[attr-defined]
         request.path_params = match.path_params
         if request.method in _BODY_METHODS:  # a malformed body is a 400 before the handler
             request.validate()

@@ -330,6 +330,10 @@ class TCPRequest(Request):
     """One command line received on a TCP connection."""
 
     protocol = "tcp"
+    element: "Optional[Element]" = None
+    connection: Any = None
+    path_params: Dict[str, Any] = {}  # TCP commands have none (shared, read-only)
+    query_params: Dict[str, str] = {}
 
     def __init__(
         self,
@@ -353,11 +357,11 @@ class TCPRequest(Request):
         self._jobs = jobs
         self.id = request_id
         self.line = line
-        self.element = element
+        if element is not None:
+            self.element = element
         self.headers = DictHeaders(headers) if headers else _NO_HEADERS
-        self.connection = connection
-        self.path_params = {}
-        self.query_params: Dict[str, str] = {}
+        if connection is not None:
+            self.connection = connection
 
     @property
     def method(self) -> str:

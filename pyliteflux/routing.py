@@ -305,6 +305,13 @@ class Router:
             raise NotFound()
         return Match(entry.handler, {}, entry)
 
+    def command_handler(self, command: str) -> Handler:
+        """Just the handler for a TCP command (the pipeline's fast lookup)."""
+        entry = self._commands.get(command)
+        if entry is None:
+            raise NotFound()
+        return entry.handler
+
     # -- introspection --------------------------------------------------------
 
     def routes(self) -> Iterator[RouteEntry]:

@@ -341,8 +341,10 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             value.addErrback(self._async_failed, slot)
             if len(self._pending) >= self._max_pending:
                 self._pause_reading("pending")
+        elif self._pending:
+            self._pending.append([self._encode(value, request), request, None])
         else:
-            self._queue_reply(self._encode(value, request), request)
+            self._send_reply(self._encode(value, request), request)
 
     def _encode(self, value: Any, request: TCPRequest) -> bytes:
         try:
@@ -400,9 +402,8 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             self._maybe_finish_half_close()
 
     def _send_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
-        if self.closing:
+        if not self.push_line(line + b"\n"):
             return
-        self._write_line(line)
         if request is not None and request._bg:
             self.server.jobs.submit_all(request._bg.take())
         if not self.keep_alive:
