@@ -146,6 +146,16 @@ def encode_push(message: Any, data_type: str) -> bytes:
     return dumps_json_line({"type": "push", "data": message})
 
 
+def _can_write_through(transport: Any) -> bool:
+    """Whether ``transport`` is a plain Twisted TCP connection whose buffer
+    state we can read (checked once per connection; TLS and others: no)."""
+    from twisted.internet import tcp
+
+    return (isinstance(transport, tcp.Connection)
+            and all(hasattr(transport, a) for a in ("_tempDataLen", "offset", "dataBuffer",
+                                                     "writeSomeData")))
+
+
 @implementer(IPushProducer, IHalfCloseableProtocol)
 class LineProtocol(LineOnlyReceiver, TimeoutMixin):
     """One TCP client connection."""
@@ -166,6 +176,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         self._buffered = 0
         self._backlog = b""
         self._read_closed = False
+        self._direct = False
         self._pending: List[List[Any]] = []  # [reply bytes or None, request]
         self._read_pauses: set = set()
         self._output_paused = False
@@ -196,6 +207,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             self.close()
             return
         self.transport.registerProducer(self, True)
+        self._direct = _can_write_through(self.transport)
         if self.server.config.tcp_keepalive_probes and ITCPTransport.providedBy(self.transport):
             self.transport.setTcpKeepAlive(True)  # the kernel notices dead peers
         if self.keep_alive:
@@ -421,7 +433,18 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         False if the client is gone."""
         if self.closing:
             return False
-        self.transport.write(data)
+        t = self.transport
+        if self._direct and not t._tempDataLen and t.offset >= len(t.dataBuffer):
+            # Nothing is queued: hand the bytes to the socket now, as asyncio
+            # does, instead of queueing them and registering for writability
+            # (two epoll_ctl calls and a reactor turn per line). Whatever the
+            # socket does not take goes through the normal, buffered write.
+            sent = t.writeSomeData(data)
+            if sent == len(data):
+                return True
+            if type(sent) is int and sent > 0:
+                data = data[sent:]
+        t.write(data)
         if self._output_paused:
             self._unsent += len(data)
             if self._unsent > self._max_output:

@@ -455,3 +455,25 @@ class HalfCloseTests(TestCase):
         self.assertEqual(lines[1], "late reply")
         self.assertEqual(json.loads(lines[2])["data"], "no-newline")
         self.assertEqual(len(lines), 3)
+
+
+class WriteThroughTests(TestCase):
+    """Lines go straight to the socket when nothing is queued; the rest is buffered."""
+
+    async def test_large_push_to_a_paused_reader_arrives_intact_and_in_order(self):
+        server, _ = make(tcp_keep_alive=True)
+        running = await serve(server, protocol="tcp")
+        self.addCleanup(running.stop)
+        client = await LineClient.connect(running.tcp_port)
+        self.addCleanup(client.close)
+        await client.request({"command": "echo", "data": 0})
+        (conn,) = server.connections.values()
+        self.assertTrue(conn._direct)
+        client.transport.pauseProducing()
+        big = "b" * (3 * 1024 * 1024)  # more than the socket buffers take at once
+        server.push_message(big)
+        server.push_message("after")
+        self.assertTrue(conn.transport._tempDataLen or conn.transport.dataBuffer)  # partly queued
+        client.transport.resumeProducing()
+        self.assertEqual(await client.next_line(), {"type": "push", "data": big})
+        self.assertEqual(await client.next_line(), {"type": "push", "data": "after"})
