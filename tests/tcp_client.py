@@ -1,10 +1,24 @@
 """A tiny line client for end-to-end tests over real loopback sockets."""
 
 import json
+import socket
 
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols.basic import LineOnlyReceiver
+
+
+def send_then_eof(port, data, host="127.0.0.1"):
+    """Blocking (run it with deferToThread): send ``data``, half-close, read to EOF."""
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        received = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return received
+            received += chunk
 
 
 class LineClient(LineOnlyReceiver):

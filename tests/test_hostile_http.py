@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pyliteflux import Router, Server
 from pyliteflux.http_resource import Site
 from pyliteflux.testing import TestClient, serve
+from tests.tcp_client import send_then_eof
 
 
 def app(**config):
@@ -228,17 +229,7 @@ class HalfCloseTests(TestCase):
         running = await serve(server, protocol="http")
         self.addCleanup(running.stop)
 
-        def send_then_eof(port):
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-                s.sendall(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n")
-                s.shutdown(socket.SHUT_WR)
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        return data
-                    data += chunk
-
-        out = await deferToThread(send_then_eof, running.http_port)
+        out = await deferToThread(send_then_eof, running.http_port,
+                                  b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
         self.assertTrue(out.endswith(b"later"), out)

@@ -10,7 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pyliteflux import Middleware, Router, Server, g
 from pyliteflux.codec import parse_xml
 from pyliteflux.testing import TestClient, serve
-from tests.tcp_client import LineClient
+from tests.tcp_client import LineClient, send_then_eof
 
 
 def make(**config):
@@ -436,20 +436,9 @@ class HalfCloseTests(TestCase):
         running = await serve(server, protocol="tcp")
         self.addCleanup(running.stop)
 
-        def send_then_eof(port):
-            import socket
-
-            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-                s.sendall(b'{"command": "echo", "data": 1}\nlate\nsubscribe no-newline')
-                s.shutdown(socket.SHUT_WR)
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        return data
-                    data += chunk
-
-        data = await deferToThread(send_then_eof, running.tcp_port)
+        data = await deferToThread(
+            send_then_eof, running.tcp_port,
+            b'{"command": "echo", "data": 1}\nlate\nsubscribe no-newline')
         lines = data.decode().splitlines()
         self.assertEqual(lines[0], "1")
         self.assertEqual(lines[1], "late reply")
