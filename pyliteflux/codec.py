@@ -44,7 +44,7 @@ def _parse_float(text: str) -> float:
 
 _SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_parse_float)
-_scan_once = _decoder.scan_once
+_scan_once = _decoder.scan_once  # type: ignore[attr-defined]
 _WS = frozenset(" \t\n\r")
 
 
@@ -104,10 +104,11 @@ def _not_serializable(obj: Any) -> Any:
 # makes encoding a small dict about three times cheaper. Same output as
 # ``json.dumps(data, allow_nan=False)``; a circular structure is a
 # RecursionError instead of a ValueError (both end as a 500).
+_c_make_encoder: Any = getattr(json.encoder, "c_make_encoder", None)
 _c_encoder = (
-    json.encoder.c_make_encoder(None, _not_serializable, json.encoder.encode_basestring_ascii,
-                                None, ": ", ", ", False, False, False)
-    if json.encoder.c_make_encoder is not None else None
+    _c_make_encoder(None, _not_serializable, json.encoder.encode_basestring_ascii,
+                    None, ": ", ", ", False, False, False)
+    if _c_make_encoder is not None else None
 )
 _encoder = json.JSONEncoder(allow_nan=False)
 

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import connectionDone
-from twisted.python.failure import Failure
-
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 from zope.interface import implementer

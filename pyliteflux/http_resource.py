@@ -17,10 +17,10 @@ from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from .codec import dumps_json
 from .http_channel import ConnectionLimiter, GuardedChannel, GuardedRequest
 from .pipeline import error_value
 from .requests import HTTPRequest
-from .codec import dumps_json
 from .responses import StreamResponse, normalise_headers, render_http
 from .streaming import stream
 
@@ -31,7 +31,7 @@ __all__ = ["HTTPResource", "Site", "TwistedRequest"]
 
 _log = Logger(namespace="pyliteflux.http")
 _NO_BODY = (204, 304)
-_JSON_HEADERS = ((b"Content-Type", b"application/json"),)
+_JSON_HEADERS: Any = ((b"Content-Type", b"application/json"),)
 
 
 #: the request class our Site uses (kept under this name for compatibility)

@@ -11,9 +11,7 @@ Which methods a middleware overrides is looked up once, at registration.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
-
-from typing import Protocol, runtime_checkable
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, runtime_checkable
 
 __all__ = ["Middleware", "IMiddleware", "MiddlewareManager"]
 

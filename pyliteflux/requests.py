@@ -269,7 +269,7 @@ class HTTPRequest(Request):
     @property
     def files(self) -> Dict[str, UploadedFile]:
         """File fields of a multipart form."""
-        self.form_data
+        self.form_data  # noqa: B018  (parses the form, files included)
         return self._files
 
     def _parse_multipart(self) -> None:
@@ -317,7 +317,7 @@ class HTTPRequest(Request):
     def validate(self) -> None:
         if self.method in _BODY_METHODS and self._is_json():
             try:
-                self.json_data
+                self.json_data  # noqa: B018  (parsing is the point)
             except BadRequest:
                 self._json_parsed = False  # raise again if the handler reads it
                 raise

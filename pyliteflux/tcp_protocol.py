@@ -25,8 +25,15 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
-from .codec import (DecodeError, data_to_xml, dumps_json, dumps_json_line, loads_json, parse_xml,
-                    xml_to_data)
+from .codec import (
+    DecodeError,
+    data_to_xml,
+    dumps_json,
+    dumps_json_line,
+    loads_json,
+    parse_xml,
+    xml_to_data,
+)
 from .requests import TCPRequest
 from .responses import HTTPResponse, StreamResponse
 
