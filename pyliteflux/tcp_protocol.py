@@ -36,6 +36,7 @@ from .codec import (
 )
 from .requests import TCPRequest
 from .responses import HTTPResponse, StreamResponse
+from .writethrough import can_write_through, send
 
 if TYPE_CHECKING:  # pragma: no cover
     from .server import Server
@@ -153,16 +154,6 @@ def encode_push(message: Any, data_type: str) -> bytes:
     return dumps_json_line({"type": "push", "data": message})
 
 
-def _can_write_through(transport: Any) -> bool:
-    """Whether ``transport`` is a plain Twisted TCP connection whose buffer
-    state we can read (checked once per connection; TLS and others: no)."""
-    from twisted.internet import tcp
-
-    return (isinstance(transport, tcp.Connection)
-            and all(hasattr(transport, a) for a in ("_tempDataLen", "offset", "dataBuffer",
-                                                     "writeSomeData")))
-
-
 @implementer(IPushProducer, IHalfCloseableProtocol)
 class LineProtocol(LineOnlyReceiver, TimeoutMixin):
     """One TCP client connection."""
@@ -214,7 +205,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             self.close()
             return
         self.transport.registerProducer(self, True)
-        self._direct = _can_write_through(self.transport)
+        self._direct = can_write_through(self.transport)
         if self.server.config.tcp_keepalive_probes and ITCPTransport.providedBy(self.transport):
             self.transport.setTcpKeepAlive(True)  # the kernel notices dead peers
         if self.keep_alive:
@@ -440,18 +431,10 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         False if the client is gone."""
         if self.closing:
             return False
-        t = self.transport
-        if self._direct and not t._tempDataLen and t.offset >= len(t.dataBuffer):
-            # Nothing is queued: hand the bytes to the socket now, as asyncio
-            # does, instead of queueing them and registering for writability
-            # (two epoll_ctl calls and a reactor turn per line). Whatever the
-            # socket does not take goes through the normal, buffered write.
-            sent = t.writeSomeData(data)
-            if sent == len(data):
-                return True
-            if type(sent) is int and sent > 0:
-                data = data[sent:]
-        t.write(data)
+        if self._direct:
+            send(self.transport, data)  # straight to the socket when nothing is queued
+        else:
+            self.transport.write(data)
         if self._output_paused:
             self._unsent += len(data)
             if self._unsent > self._max_output:
