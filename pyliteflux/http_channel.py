@@ -15,18 +15,15 @@ from the server's config when the connection is made.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
-from twisted.web.http_headers import Headers
 from twisted.web.server import Request
 from zope.interface import implementer
-
-from .writethrough import can_write_through, send
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
@@ -89,57 +86,6 @@ class GuardedChannel(HTTPChannel):
         self._rate_call: Any = None
         self._rate_mark = 0
 
-    # -- write-through (see writethrough.py) ---------------------------------------------
-    #
-    # A response produced at once (the common case) goes out in one send():
-    # the header block is held until the first body write (or the end of the
-    # response, when the Site logs it), then headers and body are written
-    # together.
-
-    _held: Optional[List[bytes]] = None
-    _direct = False
-
-    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
-        if not self._direct or not isinstance(headers, Headers):
-            super().writeHeaders(version, code, reason, headers)
-            return
-        held = [version, b" ", code, b" ", reason, b"\r\n"]
-        for name, values in headers.getAllRawHeaders():
-            for value in values:
-                held.extend((name, b": ", value, b"\r\n"))
-        held.append(b"\r\n")
-        self._held = held
-
-    def write(self, data: bytes) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            held.append(data)
-            data = b"".join(held)
-        self._send(data)
-
-    def writeSequence(self, iovec: Any) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            held.extend(iovec)
-            self._send(b"".join(held))
-        else:
-            self._send(b"".join(iovec))
-
-    def flush_held(self) -> None:
-        """Send held response headers now (a response without a body)."""
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._send(b"".join(held))
-
-    def _send(self, data: bytes) -> None:
-        if self._direct:
-            send(self.transport, data)
-        else:
-            self.transport.write(data)
-
     def configure(self, config: "Config") -> None:
         self.max_body_size = config.max_body_size
         self.header_timeout = config.header_timeout
@@ -155,7 +101,6 @@ class GuardedChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        self._direct = can_write_through(self.transport)
         if self.header_timeout:
             self._header_call = self.callLater(self.header_timeout / 2, self._tick_headers)
 

@@ -66,9 +66,6 @@ class Site(server.Site):
         return channel
 
     def log(self, request: Any) -> None:  # Twisted calls this as each response finishes
-        flush = getattr(request.channel, "flush_held", None)
-        if flush is not None:
-            flush()  # headers of a body-less response (HEAD, 204) go out now
         if self.resource_.app.config.info:
             addr = request.getClientAddress()
             self._access_log.info(

@@ -1,4 +1,5 @@
-"""Write-through to the socket (pyliteflux/writethrough.py), over real loopback sockets."""
+"""Responses arrive whole over real loopback sockets: every kind of HTTP response, large
+bodies to a slow reader, HTTP/1.0 (guards against write-path regressions)."""
 
 import socket
 
@@ -42,7 +43,7 @@ def exchange(port, data, slow_reader=False):
             received += chunk
 
 
-class HTTPWriteThroughTests(TestCase):
+class HTTPWritePathTests(TestCase):
     async def start(self):
         running = await serve(app(), protocol="http")
         self.addCleanup(running.stop)
