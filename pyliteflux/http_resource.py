@@ -19,7 +19,7 @@ from twisted.web.resource import Resource
 
 from .codec import dumps_json
 from .http_channel import ConnectionLimiter, GuardedChannel, GuardedRequest
-from .pipeline import error_value
+from .pipeline import _PLAIN, error_value
 from .requests import HTTPRequest
 from .responses import StreamResponse, normalise_headers, render_http
 from .streaming import stream
@@ -96,7 +96,8 @@ class HTTPResource(Resource):
     def render(self, request: Any) -> Any:
         req = HTTPRequest(request, self._jobs)
         value = self._dispatch(req)
-        if isinstance(value, Deferred):
+        # (Deferred is an ABC: a plain isinstance() would go through ABCMeta)
+        if type(value) not in _PLAIN and isinstance(value, Deferred):
             gone = request.notifyFinish()
             gone.addErrback(self._client_gone, value, req)
             value.addCallback(self._respond_later, request, req)

@@ -118,9 +118,10 @@ class Pipeline:
                     break
             else:
                 response = self._handle(request)
-                d = _awaitable(response)
-                if d is not None:
-                    return _drive(self._after_handler(request, chain, ran, d), ctx)
+                if type(response) not in _PLAIN:
+                    d = _awaitable(response)
+                    if d is not None:
+                        return _drive(self._after_handler(request, chain, ran, d), ctx)
         except Exception as exc:
             response = self._fail(request, exc)
         # the response phase, synchronously (``_responses`` is its async twin)
@@ -144,11 +145,11 @@ class Pipeline:
         """Route the request and call its handler (raises NotFound etc.)."""
         if request.protocol == "tcp":
             return self.router.command_handler(request.command)(request)  # type: ignore[attr-defined]
-        match = self.router.match_http(request.method, request.path)  # type: ignore[attr-defined]
-        request.path_params = match.path_params
+        handler, request.path_params = self.router.http_handler(
+            request.method, request.path)  # type: ignore[attr-defined]
         if request.method in _BODY_METHODS:  # type: ignore[attr-defined]  # bad body: 400 first
             request.validate()
-        return match.handler(request)
+        return handler(request)
 
     def _fail(self, request: Request, exc: BaseException) -> Any:
         if isinstance(exc, DecodeError):

@@ -176,9 +176,20 @@ class HTTPRequest(Request):
     @property
     def path(self) -> str:
         """The decoded path (``%xx`` escapes resolved, UTF-8); 400 if undecodable."""
-        if self._path is None:
-            self._path = _decode_path(self.raw.path)
-        return self._path
+        path = self._path
+        if path is None:
+            raw = self.raw.path
+            if b"%" not in raw:
+                try:
+                    path = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise BadRequest("path is not valid UTF-8") from None
+                if "\x00" in path:  # pragma: no cover - only reachable as %00
+                    raise BadRequest("path contains a NUL byte")
+            else:
+                path = _decode_path(raw)
+            self._path = path
+        return path
 
     @property
     def query_list(self) -> Dict[str, List[str]]:

@@ -233,6 +233,22 @@ class Router:
                 entry = table.get("GET")
             if entry is not None:
                 return Match(entry.handler, {}, entry)
+        return self._match_dynamic(method, path, table)
+
+    def http_handler(self, method: str, path: str) -> Tuple[Handler, Dict[str, Any]]:
+        """``(handler, path_params)``: what the pipeline needs, without a Match
+        object for the common case of a static route."""
+        table = self._static.get(path)
+        if table is not None:
+            entry = table.get(method) or (table.get("GET") if method == "HEAD" else None)
+            if entry is not None:
+                return entry.handler, {}
+        match = self._match_dynamic(method, path, table)
+        return match.handler, match.path_params
+
+    def _match_dynamic(self, method: str, path: str,
+                       table: Optional[Dict[str, RouteEntry]]) -> Match:
+        if table is not None:
             allowed = set(table)
         else:
             allowed = set()

@@ -34,6 +34,7 @@ from .codec import (
     parse_xml,
     xml_to_data,
 )
+from .pipeline import _PLAIN
 from .requests import TCPRequest
 from .responses import HTTPResponse, StreamResponse
 from .writethrough import can_write_through, send
@@ -344,7 +345,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             headers=headers, connection=self, client_id=self.client_id,
         )
         value = self._dispatch(request)
-        if isinstance(value, Deferred):
+        if type(value) not in _PLAIN and isinstance(value, Deferred):
             slot: List[Any] = [None, request, value]
             self._pending.append(slot)
             value.addCallback(self._async_done, slot)
