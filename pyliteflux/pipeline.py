@@ -112,9 +112,10 @@ class Pipeline:
                     continue
                 response = process_request(request)
                 if response is not None:
-                    d = _awaitable(response)
-                    if d is not None:
-                        return _drive(self._after_request_hook(request, chain, ran, d), ctx)
+                    if type(response) not in _PLAIN:
+                        d = _awaitable(response)
+                        if d is not None:
+                            return _drive(self._after_request_hook(request, chain, ran, d), ctx)
                     break
             else:
                 response = self._handle(request)
@@ -133,9 +134,10 @@ class Pipeline:
                 continue
             try:
                 result = process_response(request, response)
-                d = _awaitable(result)
-                if d is not None:
-                    return _drive(self._after_response_hook(request, chain, index, d), ctx)
+                if type(result) not in _PLAIN:
+                    d = _awaitable(result)
+                    if d is not None:
+                        return _drive(self._after_response_hook(request, chain, index, d), ctx)
                 response = result
             except Exception as exc:
                 response = self._fail(request, exc)
