@@ -8,17 +8,33 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols.basic import LineOnlyReceiver
 
 
-def send_then_eof(port, data, host="127.0.0.1"):
-    """Blocking (run it with deferToThread): send ``data``, half-close, read to EOF."""
-    with socket.create_connection((host, port), timeout=10) as s:
+def exchange(port, data, half_close=False, wait=0.0, host="127.0.0.1", timeout=10):
+    """Blocking socket I/O (run it with deferToThread, never on the reactor):
+    send ``data``, optionally half-close, optionally wait before reading,
+    then read until the server closes (or ``timeout`` passes)."""
+    import time
+
+    with socket.create_connection((host, port), timeout=timeout) as s:
         s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        received = b""
+        if half_close:
+            s.shutdown(socket.SHUT_WR)
+        if wait:
+            time.sleep(wait)  # in a worker thread: lets the server's socket fill up
+        chunks = []
         while True:
-            chunk = s.recv(65536)
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
             if not chunk:
-                return received
-            received += chunk
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def send_then_eof(port, data):
+    """Send ``data``, half-close, read to EOF (``printf ... | nc -N``)."""
+    return exchange(port, data, half_close=True)
 
 
 class LineClient(LineOnlyReceiver):

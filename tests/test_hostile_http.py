@@ -1,6 +1,5 @@
 """Hostile HTTP input: body limits, slow clients, connection caps, odd URLs, bad JSON."""
 
-import socket
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -13,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pyliteflux import Router, Server
 from pyliteflux.http_resource import Site
 from pyliteflux.testing import TestClient, serve
-from tests.tcp_client import send_then_eof
+from tests.tcp_client import exchange, send_then_eof
 
 
 def app(**config):
@@ -35,24 +34,6 @@ def app(**config):
     return server
 
 
-def raw_exchange(port, data, read_until_close=True, timeout=10):
-    """Blocking socket I/O: run it in a thread (deferToThread), never on the reactor."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = s.recv(65536)
-            except socket.timeout:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if not read_until_close and b"\r\n\r\n" in b"".join(chunks):
-                break
-        return b"".join(chunks)
-
-
 class LoopbackHostileTests(TestCase):
     async def start(self, **config):
         running = await serve(app(**config), protocol="http")
@@ -63,7 +44,7 @@ class LoopbackHostileTests(TestCase):
         port = await self.start(max_body_size=1000)
         head = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                 b"Content-Length: 100000000\r\n\r\n")
-        out = await deferToThread(raw_exchange, port, head)  # no body sent at all
+        out = await deferToThread(exchange, port, head)  # no body sent at all
         self.assertTrue(out.startswith(b"HTTP/1.1 413"), out)
         self.assertIn(b'{"error": "Payload Too Large"}', out)
 
@@ -71,14 +52,14 @@ class LoopbackHostileTests(TestCase):
         port = await self.start(max_body_size=1000)
         body = b"".join(b"%x\r\n%s\r\n" % (300, b"a" * 300) for _ in range(10)) + b"0\r\n\r\n"
         req = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
-        out = await deferToThread(raw_exchange, port, req)
+        out = await deferToThread(exchange, port, req)
         self.assertTrue(out.startswith(b"HTTP/1.1 413"), out)
 
     async def test_body_within_limit_is_fine(self):
         port = await self.start(max_body_size=1000)
         req = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 900\r\nConnection: close\r\n"
                b"\r\n" + b"a" * 900)
-        out = await deferToThread(raw_exchange, port, req)
+        out = await deferToThread(exchange, port, req)
         self.assertTrue(out.startswith(b"HTTP/1.1 200"), out)
         self.assertIn(b'"len": 900', out)
 
@@ -89,7 +70,7 @@ class LoopbackHostileTests(TestCase):
                        b"/\xff\xfe", b"/echo?\xff=1", b"/<script>alert(1)</script>",
                        b"/files/a%00b"):
             req = b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-            out = await deferToThread(raw_exchange, port, req)
+            out = await deferToThread(exchange, port, req)
             status = int(out.split(b" ", 2)[1])
             self.assertLess(status, 500, (target, out))
             self.assertNotIn(b"<script>", out)
@@ -97,7 +78,7 @@ class LoopbackHostileTests(TestCase):
     async def test_header_injection_impossible(self):
         port = await self.start()
         req = b"GET /inject HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        out = await deferToThread(raw_exchange, port, req)
+        out = await deferToThread(exchange, port, req)
         head = out.split(b"\r\n\r\n", 1)[0]
         lines = head.split(b"\r\n")
         self.assertFalse(any(line.lower().startswith(b"set-cookie") for line in lines), head)
@@ -107,7 +88,7 @@ class LoopbackHostileTests(TestCase):
         port = await self.start()
         reqs = b"".join(b"GET /echo?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
         reqs += b"GET /echo?n=last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        out = await deferToThread(raw_exchange, port, reqs)
+        out = await deferToThread(exchange, port, reqs)
         order = [seg.split(b'"}', 1)[0] for seg in out.split(b'"n": "')[1:]]
         self.assertEqual(order, [b"0", b"1", b"2", b"3", b"4", b"last"])
 

@@ -1,14 +1,13 @@
 """Responses arrive whole over real loopback sockets: every kind of HTTP response, large
 bodies to a slow reader, HTTP/1.0 (guards against write-path regressions)."""
 
-import socket
-
 from twisted.internet import reactor, task
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from pyliteflux import Router, Server, StreamResponse
 from pyliteflux.testing import serve
+from tests.tcp_client import exchange
 
 
 def app():
@@ -26,21 +25,6 @@ def app():
         return StreamResponse((f"chunk{i}\n" for i in range(3)), content_type="text/plain")
 
     return server
-
-
-def exchange(port, data, slow_reader=False):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall(data)
-        if slow_reader:
-            import time
-
-            time.sleep(0.3)  # (a worker thread) the server meets a full socket: partial send
-        received = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return received
-            received += chunk
 
 
 class HTTPWritePathTests(TestCase):
@@ -68,7 +52,7 @@ class HTTPWritePathTests(TestCase):
         port = await self.start()
         out = await deferToThread(exchange, port,
                                   b"GET /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-                                  True)
+                                  wait=0.3)
         head, body = out.split(b"\r\n\r\n", 1)
         self.assertIn(b"Content-Length: 8388608", head)
         self.assertEqual(body, b"x" * (8 * 1024 * 1024))
