@@ -6,9 +6,9 @@ import uuid
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pyliteflux import Logger, Middleware, Router, Server, g
+from pyliteflux import Middleware, Router, Server, g
 from pyliteflux.middleware import MiddlewareManager
-from pyliteflux.testing import TestClient
+from pyliteflux.testing import TestClient, load_app
 
 
 def make(**config):
@@ -197,81 +197,15 @@ class ManagerTests(SynchronousTestCase):
 # -- the seed's middlewares, as written in its README ------------------------------
 
 
-class AuthMiddleware(Middleware):
-    def process_request(self, request):
-        token = request.headers.get("Authorization")
-        if not token:
-            return {"error": "Unauthorized"}
-        g.user = self.validate_token(token)
-        return None
+# The seed's Auth, Log, permission Auth, Performance and Tracing middlewares live,
+# unchanged, in examples/middleware.py and examples/api.py; load_app imports
+# those modules without running their servers, and the tests use the classes.
+load_app("examples.middleware:server")
+load_app("examples.api:server")
 
-    def process_response(self, request, response):
-        if isinstance(response, dict):
-            response["authenticated"] = hasattr(g, "user")
-        return response
-
-    def validate_token(self, token):
-        return {"id": 1, "name": "user1"}
-
-
-class LogMiddleware(Middleware):
-    def process_request(self, request):
-        g.start_time = time.time()
-        return None
-
-    def process_response(self, request, response):
-        duration = time.time() - g.start_time
-        Logger.info(f"Request processed in {duration:.2f}s")
-        return response
-
-
-class PermissionAuthMiddleware(Middleware):
-    def process_request(self, request):
-        token = request.headers.get("Authorization")
-        if token:
-            g.user = self.authenticate(token)
-            g.permissions = self.get_permissions(g.user)
-        return None
-
-    def authenticate(self, token):
-        return {"name": token}
-
-    def get_permissions(self, user):
-        return ["admin"] if user["name"] == "root" else []
-
-
-class PerformanceMiddleware(Middleware):
-    def process_request(self, request):
-        g.start_time = time.time()
-        g.sql_queries = []
-        return None
-
-    def process_response(self, request, response):
-        duration = time.time() - g.start_time
-        metrics = {
-            "duration": duration,
-            "sql_queries": len(g.sql_queries),
-            "memory_usage": self.get_memory_usage(),
-        }
-        Logger.info(f"Performance metrics: {metrics}")
-        return response
-
-    def get_memory_usage(self):
-        return 0
-
-
-class TracingMiddleware(Middleware):
-    def process_request(self, request):
-        g.trace_id = str(uuid.uuid4())
-        g.span_id = str(uuid.uuid4())
-        g.traces = []
-        return None
-
-    def process_response(self, request, response):
-        if isinstance(response, dict):
-            response["trace_id"] = g.trace_id
-            response["traces"] = g.traces
-        return response
+from examples.api import AuthMiddleware as PermissionAuthMiddleware  # noqa: E402
+from examples.api import PerformanceMiddleware, TracingMiddleware  # noqa: E402
+from examples.middleware import AuthMiddleware, LogMiddleware  # noqa: E402
 
 
 class CustomMiddleware(Middleware):
