@@ -37,8 +37,12 @@ reports the server's CPU time per request (utime+stime from /proc over the
 measured window) and the reference's CPU/request divided by it ("CPU
 ratio"): on a shared or virtual machine whose speed drifts, that is the
 steadier figure. HTTP/TCP groups start all their servers, warm each up, and
-measure them interleaved for ``--rounds`` rounds; the median is shown with
-every round's figure in the notes.
+measure them interleaved for ``--rounds`` rounds (each round in the order
+opposite to the one before). The throughput shown is the median round; the
+ratio is *paired*: each round's figure divided by the reference's in the
+same round, median over the rounds. On a virtual machine whose speed drifts
+by 20-30 % over a minute, pairing is what makes a ratio repeatable. Every
+round's figure and ratio are in the notes.
 
 All servers run with their access log off (see ``servers/_common.py``).
 Reference servers live in ``benchmarks/servers/``.
@@ -310,6 +314,7 @@ def _combine(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
     ordered = sorted(samples, key=lambda r: r["value"])
     mid = dict(ordered[(len(ordered) - 1) // 2])  # lower median: a real sample
     mid["rounds"] = [r["value"] for r in samples]
+    mid["cpu_rounds"] = [r.get("cpu_us") for r in samples]
     cpu = sorted(r["cpu_us"] for r in samples if "cpu_us" in r)
     if cpu:
         mid["cpu_us"] = cpu[(len(cpu) - 1) // 2]
@@ -364,7 +369,9 @@ def run_group(group: List[Case], args: argparse.Namespace, tmp: str) -> None:
                 case.note = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
         live = [c for c in live if not c.note]
         for rnd in range(args.rounds):
-            for case in live:
+            # forward, then backward (A B C C B A ...): a drift of the
+            # machine's speed during a round hits each case alike on average
+            for case in (live if rnd % 2 == 0 else live[::-1]):
                 print(f"... {case.group} :: {case.name} (round {rnd + 1}/{args.rounds})",
                       file=sys.stderr, flush=True)
                 if case.note:
@@ -394,10 +401,27 @@ def ratios(all_cases: List[Case]) -> None:
             continue
         if c.kind == "fanout":  # a time: lower is better
             c.result["ratio"] = ref.result["value"] / c.result["value"]
+            continue
+        mine, theirs = c.result.get("rounds", []), ref.result.get("rounds", [])
+        if mine and len(mine) == len(theirs):
+            # paired: each round's figure against the reference's in the same
+            # round, median over rounds (slow drifts of the machine cancel out)
+            c.result["round_ratios"] = [m / t for m, t in zip(mine, theirs, strict=True)]
+            c.result["ratio"] = _median(c.result["round_ratios"])
+            cpu_pairs = [t / m for m, t in zip(c.result.get("cpu_rounds", []),
+                                                ref.result.get("cpu_rounds", []), strict=False) if m and t]
+            if cpu_pairs:
+                c.result["cpu_ratio"] = _median(cpu_pairs)
         else:
             c.result["ratio"] = c.result["value"] / ref.result["value"]
             if c.result.get("cpu_us") and ref.result.get("cpu_us"):
                 c.result["cpu_ratio"] = ref.result["cpu_us"] / c.result["cpu_us"]
+
+
+def _median(values: List[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
 def table(all_cases: List[Case]) -> str:
@@ -421,6 +445,8 @@ def table(all_cases: List[Case]) -> str:
             p50, p99 = f"{r['p50']:.2f}", f"{r['p99']:.2f}"
             spread = r.get("rounds", [])
             extra = ("rounds " + "/".join(f"{v / 1000:.1f}k" for v in spread)) if len(spread) > 1 else ""
+            if r.get("round_ratios") and not c.reference:
+                extra += "; ratio by round " + "/".join(f"{v:.2f}" for v in r["round_ratios"])
         if r.get("errors"):
             extra += f" {r['errors']} errors!"
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "–"
@@ -500,7 +526,8 @@ def main() -> int:
     ratios(selected)
     text = table(selected)
     header = (f"{machine()}\nwarmup {args.warmup}s per server, then {args.rounds} interleaved "
-              f"rounds of {args.duration}s per case (median shown), "
+              f"rounds of {args.duration}s per case (median round shown; ratio = median of "
+              f"per-round ratios), "
               f"total {time.time() - started:.0f}s\n")
     print(header)
     print(text)

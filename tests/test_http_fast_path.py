@@ -1,0 +1,188 @@
+"""Our Site's shortened request processing answers byte for byte what Twisted's
+own ``Request.process`` answers for the same resource (Date aside).
+
+``TwistedRequest.process`` skips the resource walk and writes the common
+dict response itself; every other response goes through the resource's
+general path. Each request below is sent to two Sites over the same app —
+ours, and one whose requests take Twisted's way — and the raw responses
+are compared.
+"""
+
+import re
+
+from twisted.internet import defer
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import TestCase
+from twisted.web.http import datetimeToString
+
+from pyliteflux import HTTPResponse, Middleware, Router, Server, g, http_resource
+from pyliteflux.http_channel import GuardedRequest
+from pyliteflux.http_resource import Site, TwistedRequest, http_date
+
+
+class TwistedWaySite(Site):
+    requestFactory = GuardedRequest  # Twisted's Request.process
+
+
+class Tag(Middleware):
+    def process_request(self, request):
+        g.tag = "t"
+
+    def process_response(self, request, response):
+        if isinstance(response, dict):
+            response = dict(response, tag=g.tag)
+        return response
+
+
+def app(**config):
+    server = Server(router=Router(), info=False, **config)
+    route = server.route
+    route("/hello")(lambda r: {"message": "Hello, World!"})
+    route("/list")(lambda r: [1, 2])
+    route("/str")(lambda r: "héllo")
+    route("/bytes")(lambda r: b"\x00")
+    route("/none")(lambda r: None)
+    route("/tuple")(lambda r: ({"error": "no"}, 403, {"X-A": "1"}))
+    route("/resp")(lambda r: HTTPResponse("<b>", headers={"Content-Type": "text/html"}))
+    route("/later")(lambda r: defer.succeed({"later": True}))
+    route("/items/{id:int}")(lambda r: {"id": r.path_params["id"], "q": r.query_params.get("q")})
+    route("/echo", method="POST")(lambda r: r.json_data)
+    route("/boom")(lambda r: 1 / 0)
+    route("/nan")(lambda r: {"x": float("nan")})
+    route("/object")(lambda r: {"x": object()})
+
+    @route("/raw-header")
+    def raw_header(request):
+        request.raw.setHeader(b"X-Set-By-Handler", b"yes")
+        request.raw.addCookie(b"k", b"v")
+        return {"ok": True}
+
+    @route("/raw-type")
+    def raw_type(request):
+        request.raw.setHeader(b"Content-Type", b"application/problem+json")
+        return {"ok": True}
+
+    @route("/paths/{rest:path}")
+    def paths(request):
+        return {"postpath": [p.decode("latin-1") for p in request.raw.postpath],
+                "prepath": request.raw.prepath}
+
+    @route("/job")
+    def job(request):
+        request.bg.add(lambda: None)
+        return {"queued": True}
+
+    return server
+
+
+REQUESTS = [
+    b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /hello HTTP/1.0\r\n\r\n",
+    b"GET /list HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /str HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /bytes HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /none HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /tuple HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /resp HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /items/7?q=a%20b HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /items/x HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    b'POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\n{"a": 1}',
+    b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n{x}",
+    b"GET /boom HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /nan HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /object HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /raw-header HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /raw-type HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /paths/a%2Fb/c%20d HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /%ff HTTP/1.1\r\nHost: x\r\n\r\n",
+]
+
+
+def _normalise(response):
+    # the two Sites answer at different instants; their request ids differ
+    response = re.sub(rb"\r\nDate: [^\r]*", b"\r\nDate: -", response)
+    return re.sub(rb"(?i)\r\nX-Request-ID: [^\r]*", b"\r\nX-Request-ID: -", response)
+
+
+def exchange(site_class, server, request):
+    site = site_class(server.resource, reactor=Clock())
+    channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 12345))
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    try:
+        channel.dataReceived(request)
+        return transport.value()
+    finally:
+        channel.connectionLost(None)
+
+
+class FastPathParityTests(TestCase):
+    def check_parity(self, server):
+        self.patch(server.jobs, "submit_all", lambda jobs: None)
+        for request in REQUESTS:
+            ours = exchange(Site, server, request)
+            twisted = exchange(TwistedWaySite, server, request)
+            self.assertTrue(ours.startswith(b"HTTP/1."), (request, ours))
+            self.assertEqual(_normalise(ours), _normalise(twisted), request)
+        # /boom, /nan and /object, each logged once per Site
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError, ValueError, TypeError)), 6)
+
+    def test_same_bytes_as_twisteds_process(self):
+        self.check_parity(app())
+
+    def test_same_bytes_with_middleware(self):
+        server = app()
+        server.add_middleware(Tag())
+        self.check_parity(server)
+
+    def test_same_bytes_with_request_ids(self):
+        self.check_parity(app(request_id_header=True))
+
+    def test_same_bytes_when_headers_are_not_a_dict(self):
+        """On a Twisted whose ``Headers`` differ inside, ours is Twisted's way."""
+        self.patch(http_resource, "_FAST_HEADERS", False)
+        self.check_parity(app())
+
+    def test_the_fast_path_is_taken(self):
+        """(so the parity above compares two different code paths)"""
+        server = app()
+        calls = []
+        self.patch(server.resource, "render", lambda request: calls.append(request))
+        self.assertTrue(http_resource._FAST_HEADERS)
+        out = exchange(Site, server, REQUESTS[0])
+        self.assertEqual(calls, [])
+        self.assertIn(b'{"message": "Hello, World!"}', out)
+        self.assertIsInstance(Site.requestFactory, type)
+        self.assertTrue(issubclass(Site.requestFactory, TwistedRequest))
+
+    def test_headers_of_the_common_response(self):
+        out = exchange(Site, app(), REQUESTS[0])
+        head, body = out.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        self.assertEqual(lines[0], b"HTTP/1.1 200 OK")
+        names = [line.split(b":")[0] for line in lines[1:]]
+        self.assertEqual(names, [b"Server", b"Date", b"Content-Type", b"Content-Length"])
+        self.assertIn(b"Content-Length: 28", lines)
+        self.assertIn(b"Content-Type: application/json", lines)
+        self.assertEqual(body, b'{"message": "Hello, World!"}')
+
+
+class HTTPDateTests(TestCase):
+    def test_matches_twisted_and_changes_with_the_second(self):
+        now = [1_700_000_000.25]
+        self.patch(http_resource, "time", lambda: now[0])
+        first = http_date()
+        self.assertEqual(first, datetimeToString(1_700_000_000))
+        now[0] = 1_700_000_000.9
+        self.assertIs(http_date(), first)  # formatted once per second
+        now[0] = 1_700_000_001.0
+        self.assertEqual(http_date(), datetimeToString(1_700_000_001))
+        self.assertNotEqual(http_date(), first)
