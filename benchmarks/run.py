@@ -4,8 +4,8 @@
 Run from the repository root (Linux, 2+ cores, ``wrk`` and ``taskset`` on
 PATH; Debian: ``apt-get install wrk util-linux``)::
 
-    python benchmarks/run.py                      # everything, ~4 minutes
-    python benchmarks/run.py --duration 5 --warmup 1
+    python benchmarks/run.py                      # everything, ~11 minutes
+    python benchmarks/run.py --rounds 4 --duration 2   # quicker, noisier
     python benchmarks/run.py --only http          # cases whose group/name matches
     python benchmarks/run.py --markdown out.md    # also write the table as Markdown
 
@@ -29,8 +29,8 @@ Groups and their reference (ratio 1.00, higher is better everywhere):
   (``benchmarks/tcp_client.py``).
 - Push fan-out to 1,000 and 10,000 idle keep-alive connections: time from the
   HTTP request that triggers one broadcast until every client has the line
-  (median of 3; ratio = reference time / time), and server RSS per idle
-  connection (``benchmarks/fanout_client.py``).
+  (median of ``--rounds`` broadcasts; ratio = reference time / time), and
+  server RSS per idle connection (``benchmarks/fanout_client.py``).
 
 Besides req/s (or round trips/s) and wrk's p50/p99, every HTTP/TCP case
 reports the server's CPU time per request (utime+stime from /proc over the
@@ -482,10 +482,10 @@ PIN = True
 def main() -> int:
     global PIN
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--duration", type=float, default=5,
+    p.add_argument("--duration", type=float, default=3,
                    help="measured seconds per case and round (HTTP, TCP)")
     p.add_argument("--warmup", type=float, default=2, help="warmup seconds per server")
-    p.add_argument("--rounds", type=int, default=3,
+    p.add_argument("--rounds", type=int, default=8,
                    help="interleaved rounds per HTTP/TCP case (median kept); "
                         "broadcasts per fan-out case")
     p.add_argument("--only", default="", help="run cases whose group or name contains this")
