@@ -45,11 +45,11 @@ def _error_bytes(status: int, reason: str, message: str) -> bytes:
 
 
 class GuardedRequest(Request):
-    """Twisted's request with our body limit, and without eager form parsing
-    (pyliteflux parses forms lazily, within the same limit). A too large
-    ``Content-Length`` is refused by the channel before this sees it."""
+    """Twisted's request with our body limit. A too large ``Content-Length``
+    is refused by the channel before this sees it. (Our ``Site`` also turns
+    off Twisted's eager form parsing: pyliteflux parses forms lazily, within
+    the same limit.)"""
 
-    _parsePOSTFormSubmission = False
     _body_received = 0
 
     def handleContentChunk(self, data: bytes) -> None:
@@ -147,6 +147,15 @@ class GuardedChannel(HTTPChannel):
             self._rate_call = self.callLater(_RATE_WINDOW, self._check_body_rate)
             # only requests with a body pay for the hook that stops the timer
             self.allContentReceived = self._body_complete  # type: ignore[method-assign]
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A request line or header line longer than ``MAX_LENGTH`` (16 KiB):
+        answer 414 or 431 (Twisted's channel would just close)."""
+        if self._receivedHeaderSize == 0 and not self._handlingRequest:
+            self.reject(414, "URI Too Long", "URI Too Long")
+        else:
+            self.reject(431, "Request Header Fields Too Large",
+                        "Request Header Fields Too Large")
 
     # -- body rate -------------------------------------------------------------------
 

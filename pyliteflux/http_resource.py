@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["HTTPResource", "Site", "TwistedRequest"]
 
 _log = Logger(namespace="pyliteflux.http")
+# (module level: a Logger that is a class attribute takes the class's name)
+_access_log = Logger(namespace="pyliteflux.access")
 _NO_BODY = (204, 304)
 _JSON_HEADERS: Any = ((b"Content-Type", b"application/json"),)
 
@@ -50,6 +52,24 @@ def http_date() -> bytes:
         _date[1] = datetimeToString(now)
         _date[0] = now
     return _date[1]
+
+
+#: hop-by-hop and framing headers: Twisted's to set on a stream
+_FRAMING = frozenset({b"connection", b"content-length", b"transfer-encoding"})
+#: headers Twisted sets on every response, which a handler's own replace
+_DEFAULTS = frozenset({b"server", b"date"})
+
+
+def _add_headers(raw: Headers, headers: Any) -> None:
+    """Add a response's headers; its own ``Server`` or ``Date`` replaces the
+    default one (other names may repeat, e.g. ``Set-Cookie``)."""
+    replaced = None
+    for name, val in headers:
+        lower = name.lower()
+        if lower in _DEFAULTS and (replaced is None or lower not in replaced):
+            raw.removeHeader(name)
+            replaced = (replaced or set()) | {lower}
+        raw.addRawHeader(name, val)
 
 
 _SERVER = server.version
@@ -102,7 +122,7 @@ class TwistedRequest(GuardedRequest):
             req = HTTPRequest(self, resource._jobs)
             value = resource._dispatch(req)
             body = None
-            if (type(value) is dict and req._bg is None and self.method != b"HEAD"
+            if (type(value) is dict and req._bg is None and req.method != "HEAD"
                     and not resource.app.config.request_id_header
                     and b"Content-Type" not in raw):
                 try:
@@ -131,9 +151,11 @@ class Site(server.Site):
     requestFactory = TwistedRequest
     protocol = GuardedChannel  # type: ignore[assignment]
     noisy = False
-    _access_log = Logger(namespace="pyliteflux.access")
 
     def __init__(self, resource: "HTTPResource", **kwargs: Any) -> None:
+        # forms are parsed by pyliteflux, lazily and with JSON errors; Twisted's
+        # eager parse would answer a bad multipart body with a bare 400
+        kwargs.setdefault("parsePOSTFormSubmission", False)
         super().__init__(resource, **kwargs)
         self.resource_ = resource
         self.limiter = ConnectionLimiter()
@@ -154,7 +176,7 @@ class Site(server.Site):
     def log(self, request: Any) -> None:  # Twisted calls this as each response finishes
         if self.resource_.app.config.info:
             addr = request.getClientAddress()
-            self._access_log.info(
+            _access_log.info(
                 "{client} {method} {uri} {code} {length}",
                 client=getattr(addr, "host", "-"),
                 method=request.method.decode("ascii", "replace"),
@@ -212,8 +234,7 @@ class HTTPResource(Resource):
         if status != 200:
             request.setResponseCode(status)
         raw = request.responseHeaders
-        for name, val in headers:
-            raw.addRawHeader(name, val)
+        _add_headers(raw, headers)
         if config.request_id_header:
             raw.setRawHeaders(b"X-Request-ID", [req.request_id.encode("ascii")])  # type: ignore[attr-defined]
         if req._bg:
@@ -252,10 +273,7 @@ class HTTPResource(Resource):
         raw = request.responseHeaders
         if not any(n.lower() == b"content-type" for n, _ in headers):
             raw.setRawHeaders(b"Content-Type", [response.content_type.encode("latin-1")])
-        for name, val in headers:
-            if name.lower() in (b"connection", b"content-length", b"transfer-encoding"):
-                continue  # hop-by-hop/framing headers are Twisted's to set
-            raw.addRawHeader(name, val)
+        _add_headers(raw, [(n, v) for n, v in headers if n.lower() not in _FRAMING])
         if self.app.config.request_id_header:
             raw.setRawHeaders(b"X-Request-ID", [req.request_id.encode("ascii")])  # type: ignore[attr-defined]
         if req._bg:

@@ -142,6 +142,16 @@ def _decode_path(raw: bytes) -> str:
     return path
 
 
+def _origin_form(target: bytes) -> bytes:
+    """The path of an absolute-form request target (``GET http://host/p``),
+    which a server must accept (RFC 9112 §3.2.2); other targets as they are."""
+    scheme, sep, rest = target.partition(b"://")
+    if sep and scheme.lower() in (b"http", b"https"):
+        i = rest.find(b"/")
+        return rest[i:] if i >= 0 else b"/"
+    return target
+
+
 def _decode_query(raw: bytes) -> Dict[str, List[str]]:
     try:
         return parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
@@ -179,6 +189,8 @@ class HTTPRequest(Request):
         path = self._path
         if path is None:
             raw = self.raw.path
+            if raw[:1] != b"/":
+                raw = _origin_form(raw)
             if b"%" not in raw:
                 try:
                     path = raw.decode("utf-8")

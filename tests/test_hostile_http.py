@@ -114,6 +114,30 @@ class SlowClientTests(SynchronousTestCase):
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 408"))
         self.assertTrue(transport.disconnecting)
 
+    def test_over_long_request_line_is_414(self):
+        channel, transport, _, _ = self.channel()
+        channel.dataReceived(b"GET /echo?q=" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        out = transport.value()
+        self.assertTrue(out.startswith(b"HTTP/1.1 414 URI Too Long"), out[:80])
+        self.assertTrue(out.endswith(b'{"error": "URI Too Long"}'), out)
+        self.assertTrue(transport.disconnecting)
+
+    def test_over_long_header_line_is_431(self):
+        channel, transport, _, _ = self.channel()
+        channel.dataReceived(b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000)
+        out = transport.value()
+        self.assertTrue(out.startswith(b"HTTP/1.1 431 Request Header Fields Too Large"), out[:80])
+        self.assertIn(b'{"error": "Request Header Fields Too Large"}', out)
+        self.assertTrue(transport.disconnecting)
+
+    def test_over_long_line_after_a_request_is_431_and_the_first_is_answered(self):
+        channel, transport, _, _ = self.channel()
+        channel.dataReceived(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
+                             b"GET /echo HTTP/1.1\r\nX-Big: " + b"a" * 20000)
+        out = transport.value()
+        self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:80])
+        self.assertIn(b"HTTP/1.1 431 ", out)
+
     def test_prompt_headers_are_fine(self):
         channel, transport, clock, _ = self.channel(header_timeout=20)
         channel.dataReceived(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -14,6 +14,7 @@ from twisted.internet import defer
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.http import datetimeToString
 
@@ -49,6 +50,7 @@ def app(**config):
     route("/later")(lambda r: defer.succeed({"later": True}))
     route("/items/{id:int}")(lambda r: {"id": r.path_params["id"], "q": r.query_params.get("q")})
     route("/echo", method="POST")(lambda r: r.json_data)
+    route("/form", method="POST")(lambda r: r.form_data)
     route("/boom")(lambda r: 1 / 0)
     route("/nan")(lambda r: {"x": float("nan")})
     route("/object")(lambda r: {"x": object()})
@@ -69,6 +71,8 @@ def app(**config):
         return {"postpath": [p.decode("latin-1") for p in request.raw.postpath],
                 "prepath": request.raw.prepath}
 
+    route("/own-defaults")(lambda r: ("x", 200, {"Server": "mine", "Date": "yesterday"}))
+
     @route("/job")
     def job(request):
         request.bg.add(lambda: None)
@@ -80,6 +84,8 @@ def app(**config):
 REQUESTS = [
     b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n",
     b"HEAD /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"head /hello HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET http://x/hello HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /hello HTTP/1.0\r\n\r\n",
     b"GET /list HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /str HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -103,6 +109,9 @@ REQUESTS = [
     b"GET /job HTTP/1.1\r\nHost: x\r\n\r\n",
     b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /%ff HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /own-defaults HTTP/1.1\r\nHost: x\r\n\r\n",
+    (b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data\r\n"
+     b"Content-Length: 3\r\n\r\nabc"),
 ]
 
 
@@ -173,6 +182,67 @@ class FastPathParityTests(TestCase):
         self.assertIn(b"Content-Length: 28", lines)
         self.assertIn(b"Content-Type: application/json", lines)
         self.assertEqual(body, b'{"message": "Hello, World!"}')
+
+
+class ResponseDetailTests(TestCase):
+    def test_head_in_any_case_has_no_body(self):
+        for method in (b"HEAD", b"head", b"Head"):
+            out = exchange(Site, app(), method + b" /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out)
+            self.assertIn(b"Content-Length: 28\r\n", out)
+            self.assertTrue(out.endswith(b"\r\n\r\n"), (method, out))
+
+    def test_absolute_form_target_is_served(self):
+        """RFC 9112 §3.2.2: a server must accept ``GET http://host/path``."""
+        server = app()
+        for target in (b"http://x/items/3?q=z", b"HTTP://x:80/items/3?q=z",
+                       b"https://x/items/3?q=z"):
+            out = exchange(Site, server, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out)
+            self.assertTrue(out.endswith(b'{"id": 3, "q": "z"}'), out)
+
+    def test_handlers_own_server_and_date_replace_the_defaults(self):
+        out = exchange(Site, app(), b"GET /own-defaults HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = out.split(b"\r\n\r\n")[0].split(b"\r\n")
+        self.assertEqual([h for h in head if h.startswith(b"Server:")], [b"Server: mine"])
+        self.assertEqual([h for h in head if h.startswith(b"Date:")], [b"Date: yesterday"])
+
+    def test_cookies_may_repeat(self):
+        server = app()
+        server.route("/cookies")(lambda r: ("x", 200, [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")]))
+        out = exchange(Site, server, b"GET /cookies HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertIn(b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n", out)
+
+    def test_bad_multipart_body_is_a_json_400_that_middleware_sees(self):
+        server = app()
+        seen = []
+
+        class Watch(Middleware):
+            def process_response(self, request, response):
+                seen.append(getattr(response, "status", None))
+                return response
+
+        server.add_middleware(Watch())
+        for ctype in (b"multipart/form-data", b"multipart/form-data; boundary=XX"):
+            out = exchange(Site, server, b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                           + ctype + b"\r\nContent-Length: 3\r\n\r\nabc")
+            self.assertTrue(out.startswith(b"HTTP/1.1 400 Bad Request"), out)
+            self.assertIn(b"Content-Type: application/json", out)
+            self.assertIn(b'{"error": ', out)
+        self.assertEqual(seen, [400, 400])
+
+
+    def test_access_log_lines_carry_their_namespace(self):
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        server = app()
+        server.config.info = True
+        exchange(Site, server, REQUESTS[0])
+        access = [e for e in events if e.get("log_namespace") == "pyliteflux.access"]
+        self.assertEqual(len(access), 1, events)
+        self.assertEqual((access[0]["method"], access[0]["uri"], access[0]["code"]),
+                         ("GET", "/hello", 200))
 
 
 class HTTPDateTests(TestCase):
