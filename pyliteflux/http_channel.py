@@ -52,6 +52,19 @@ class GuardedRequest(Request):
 
     _body_received = 0
 
+    def _handleStar(self) -> None:
+        """``*`` as the target: ``OPTIONS *`` is Twisted's empty 200; any other
+        method gets the 405 every other path gets, with its JSON body."""
+        if self.method == b"OPTIONS":
+            return super()._handleStar()  # type: ignore[misc]
+        body = b'{"error": "Method Not Allowed"}'
+        self.setResponseCode(405)
+        self.setHeader(b"Allow", b"OPTIONS")
+        self.setHeader(b"Content-Type", b"application/json")
+        self.setHeader(b"Content-Length", b"%d" % len(body))
+        self.write(body)
+        self.finish()
+
     def handleContentChunk(self, data: bytes) -> None:
         channel: Any = self.channel
         if getattr(channel, "rejected", False):
@@ -147,6 +160,11 @@ class GuardedChannel(HTTPChannel):
             self._rate_call = self.callLater(_RATE_WINDOW, self._check_body_rate)
             # only requests with a body pay for the hook that stops the timer
             self.allContentReceived = self._body_complete  # type: ignore[method-assign]
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """(Twisted's hook for a malformed request line, header, length or
+        chunk) the same 400 and close, with a JSON body like our other errors."""
+        self.reject(400, "Bad Request", "Bad Request")
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """A request line or header line longer than ``MAX_LENGTH`` (16 KiB):

@@ -152,12 +152,14 @@ def _origin_form(target: bytes) -> bytes:
     return target
 
 
-def _decode_query(raw: bytes) -> Dict[str, List[str]]:
+def _decode_query(raw: bytes, what: str = "query string") -> Dict[str, List[str]]:
+    """``name=value&...`` (a query string or a url-encoded form) to lists of
+    values; 400 if it, or a ``%xx`` escape in it, is not UTF-8."""
     try:
         return parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False,
                         encoding="utf-8", errors="strict")
     except (UnicodeDecodeError, ValueError):
-        raise BadRequest("query string is not valid UTF-8") from None
+        raise BadRequest(f"{what} is not valid UTF-8") from None
 
 
 class HTTPRequest(Request):
@@ -280,10 +282,7 @@ class HTTPRequest(Request):
             self._form = {}
             ctype = self.content_type
             if ctype == "application/x-www-form-urlencoded":
-                try:
-                    parsed = parse_qs(self.body.decode("utf-8"), keep_blank_values=True)
-                except UnicodeDecodeError:
-                    raise BadRequest("form body is not valid UTF-8") from None
+                parsed = _decode_query(self.body, "form body")
                 self._form = {k: v[0] for k, v in parsed.items()}
             elif ctype == "multipart/form-data":
                 self._parse_multipart()

@@ -138,6 +138,30 @@ class SlowClientTests(SynchronousTestCase):
         self.assertTrue(out.startswith(b"HTTP/1.1 200 OK"), out[:80])
         self.assertIn(b"HTTP/1.1 431 ", out)
 
+    def test_malformed_requests_get_a_json_400_and_close(self):
+        for raw in (b"GET /user/\xff HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"NOT A REQUEST\r\n\r\n",
+                    b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1x\r\n\r\n",
+                    b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    b"zz\r\n"):
+            channel, transport, _, _ = self.channel()
+            channel.dataReceived(raw)
+            out = transport.value()
+            self.assertTrue(out.startswith(b"HTTP/1.1 400 Bad Request"), (raw, out))
+            self.assertTrue(out.endswith(b'{"error": "Bad Request"}'), (raw, out))
+            self.assertTrue(transport.disconnecting, raw)
+
+    def test_star_target(self):
+        channel, transport, _, _ = self.channel()
+        channel.dataReceived(b"GET * HTTP/1.1\r\nHost: x\r\n\r\n")
+        out = transport.value()
+        self.assertTrue(out.startswith(b"HTTP/1.1 405 Method Not Allowed"), out)
+        self.assertIn(b"Allow: OPTIONS\r\n", out)
+        self.assertTrue(out.endswith(b'{"error": "Method Not Allowed"}'), out)
+        transport.clear()
+        channel.dataReceived(b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 200 OK"), transport.value())
+
     def test_prompt_headers_are_fine(self):
         channel, transport, clock, _ = self.channel(header_timeout=20)
         channel.dataReceived(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -270,6 +270,13 @@ class RequestParsingTests(TestCase):
         r = await self.client.get("/echo?q=%ff")
         self.assertEqual(r.code, 400)
 
+    async def test_bad_form_encoding_is_400_like_the_query(self):
+        for body in (b"q=%ff", b"q=\xff"):
+            r = await self.client.post("/echo", data=body, headers={
+                "Content-Type": "application/x-www-form-urlencoded"})
+            self.assertEqual(r.code, 400, body)
+            self.assertEqual(r.json(), {"error": "form body is not valid UTF-8"})
+
     async def test_undecodable_path_is_400(self):
         r = await self.client.get("/echo%ff")
         self.assertEqual(r.code, 400)
