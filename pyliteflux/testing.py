@@ -172,6 +172,11 @@ class TestClient:
         self.jobs: Optional[SyncJobs] = None if jobs == "real" else SyncJobs(server.jobs, jobs)
         self._stub: Any = None
         self._stub = StubTreq(_Flushing(server.resource, lambda: self._stub.flush(), reactor))
+        # as in our Site: pyliteflux parses forms itself (lazily, JSON errors);
+        # Twisted's eager parse would answer a bad multipart body with a bare 400
+        site = getattr(getattr(self._stub, "_agent", None), "_serverFactory", None)
+        if site is not None:
+            site._parsePOSTFormSubmission = False
         self._factory = server.tcp_factory()
         self._next_port = 50000
 

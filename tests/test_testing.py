@@ -34,6 +34,13 @@ class TestClientTests(TestCase):
         self.assertEqual(r.header("Content-Type"), "application/json")
         self.assertIsNone(r.header("X-Missing"))
 
+    async def test_bad_multipart_form_is_the_same_json_400_as_in_production(self):
+        server = app()
+        server.route("/form", method="POST")(lambda r: r.form_data)
+        r = await TestClient(server).post("/form", data=b"abc", headers={
+            "Content-Type": "multipart/form-data; boundary=XX"})
+        self.assertEqual((r.code, r.json()), (400, {"error": "malformed multipart body"}))
+
     async def test_response_that_finishes_later(self):
         r = await TestClient(app()).get("/later")
         self.assertEqual(r.text(), "later")
