@@ -233,7 +233,8 @@ def check_http(case: Case, port: int) -> None:
         json.loads(body)
 
 
-def run_wrk(case: Case, port: int, args: argparse.Namespace, tmp: str) -> Dict[str, Any]:
+def run_wrk(case: Case, port: int, args: argparse.Namespace, tmp: str,
+            pid: int) -> Dict[str, Any]:
     check_http(case, port)
     url = f"http://127.0.0.1:{port}{case.url}"
     base = pin(1) + ["wrk", "-t1", f"-c{case.conns}"]
@@ -241,8 +242,10 @@ def run_wrk(case: Case, port: int, args: argparse.Namespace, tmp: str) -> Dict[s
         base += ["-s", lua_script(case.lua, tmp)]
     subprocess.run(base + [f"-d{max(1, round(args.warmup))}s", url], check=True, capture_output=True,
                    timeout=args.warmup + 30)
+    before = cpu_seconds(pid)  # the server's CPU over the measured run only
     out = subprocess.run(base + [f"-d{max(1, round(args.duration))}s", "--latency", url], check=True,
                          capture_output=True, text=True, timeout=args.duration + 30).stdout
+    cpu_used = cpu_seconds(pid) - before
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
@@ -254,17 +257,19 @@ def run_wrk(case: Case, port: int, args: argparse.Namespace, tmp: str) -> Dict[s
     if m:
         errors += sum(int(x) for x in m.groups())
     count = int(re.search(r"(\d+) requests in", out).group(1))
-    return {"value": rps, "p50": p50, "p99": p99, "errors": errors, "count": count}
+    return {"value": rps, "p50": p50, "p99": p99, "errors": errors, "count": count,
+            "cpu_us": cpu_used * 1e6 / max(1, count)}
 
 
-def run_tcp(case: Case, port: int, args: argparse.Namespace) -> Dict[str, Any]:
+def run_tcp(case: Case, port: int, args: argparse.Namespace, pid: int) -> Dict[str, Any]:
     cmd = pin(1) + [PY, os.path.join(HERE, "tcp_client.py"), str(port), str(case.conns),
-                    str(args.warmup), str(args.duration)]
+                    str(args.warmup), str(args.duration), str(pid)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                          timeout=args.warmup + args.duration + 60).stdout
     r = json.loads(out)
     return {"value": r["rt_per_s"], "p50": r["p50_ms"], "p99": r["p99_ms"], "errors": 0,
-            "count": r["round_trips"]}
+            "count": r["round_trips"],
+            "cpu_us": r["server_cpu_s"] * 1e6 / max(1, r["round_trips"])}
 
 
 def run_fanout(case: Case, server: ServerProcess, args: argparse.Namespace) -> Dict[str, Any]:
@@ -296,17 +301,14 @@ def cpu_seconds(pid: int) -> float:
 
 def _measure(case: Case, server: ServerProcess, args: argparse.Namespace,
              tmp: str) -> Dict[str, Any]:
+    """One measurement; HTTP/TCP results carry the server's CPU time per
+    request over the measured window (less sensitive to a noisy, shared
+    machine than req/s)."""
     if case.kind == "fanout":
         return run_fanout(case, server, args)
-    before = cpu_seconds(server.pid)
     if case.kind == "wrk":
-        result = run_wrk(case, server.http_port, args, tmp)
-    else:
-        result = run_tcp(case, server.tcp_port, args)
-    used = cpu_seconds(server.pid) - before
-    # server CPU per request: less sensitive to a noisy, shared machine than req/s
-    result["cpu_us"] = used * 1e6 / max(1, result["count"])
-    return result
+        return run_wrk(case, server.http_port, args, tmp, server.pid)
+    return run_tcp(case, server.tcp_port, args, server.pid)
 
 
 def _combine(samples: List[Dict[str, Any]]) -> Dict[str, Any]:
