@@ -28,6 +28,7 @@ import sys
 import textwrap
 import time
 import urllib.request
+from typing import Any, Dict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -100,11 +101,8 @@ def wrk(port: int, path: str, seconds: int):
     return rps, p50, p99
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=int, default=10)
-    parser.add_argument("--jobs", type=int, default=100)
-    args = parser.parse_args()
+def measure(duration: int = 10, jobs: int = 100) -> Dict[str, Any]:
+    """Start the server, run the three loads, stop it; the raw figures."""
     port = free_port()
     proc = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", SERVER, str(port)],
                             env=dict(os.environ, PYTHONPATH=ROOT),
@@ -120,30 +118,40 @@ def main() -> int:
                     raise
                 time.sleep(0.1)
         wrk(port, "/hello", 2)  # warm up
-        idle = wrk(port, "/hello", args.duration)
-        get(port, f"/busy?n={args.jobs}")
+        idle = wrk(port, "/hello", duration)
+        get(port, f"/busy?n={jobs}")
         time.sleep(0.5)
-        busy = wrk(port, "/hello", args.duration)
+        busy = wrk(port, "/hello", duration)
         get(port, "/busy?n=0")
         time.sleep(0.5)
         before = get(port, "/stats")
-        accepted = wrk(port, "/job", args.duration)
+        accepted = wrk(port, "/job", duration)
         time.sleep(1)
         after = get(port, "/stats")
-        print(f"{'case':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-        print(f"{'GET /hello, idle':<34} {idle[0]:>9,.0f} {idle[1]:>8.2f} {idle[2]:>8.2f}")
-        print(f"{f'GET /hello, {args.jobs} busy jobs':<34} {busy[0]:>9,.0f} {busy[1]:>8.2f} "
-              f"{busy[2]:>8.2f}")
-        print(f"{'GET /job (one job queued each)':<34} {accepted[0]:>9,.0f} {accepted[1]:>8.2f} "
-              f"{accepted[2]:>8.2f}")
-        done = after["done"] - before["done"]
-        print(f"jobs accepted/s while serving: {accepted[0]:,.0f}; completed in the window: "
-              f"{done:,}; rejected: {after['rejected']}")
-        print(f"p99 with {args.jobs} busy jobs / idle p99: {busy[2] / idle[2]:.2f} (target <= 2)")
-        return 0
+        return {"idle": idle, "busy": busy, "accepted": accepted, "jobs": jobs,
+                "done": after["done"] - before["done"], "rejected": after["rejected"]}
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=100)
+    args = parser.parse_args()
+    r = measure(args.duration, args.jobs)
+    idle, busy, accepted = r["idle"], r["busy"], r["accepted"]
+    print(f"{'case':<34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
+    print(f"{'GET /hello, idle':<34} {idle[0]:>9,.0f} {idle[1]:>8.2f} {idle[2]:>8.2f}")
+    print(f"{f'GET /hello, {args.jobs} busy jobs':<34} {busy[0]:>9,.0f} {busy[1]:>8.2f} "
+          f"{busy[2]:>8.2f}")
+    print(f"{'GET /job (one job queued each)':<34} {accepted[0]:>9,.0f} {accepted[1]:>8.2f} "
+          f"{accepted[2]:>8.2f}")
+    print(f"jobs accepted/s while serving: {accepted[0]:,.0f}; completed in the window: "
+          f"{r['done']:,}; rejected: {r['rejected']}")
+    print(f"p99 with {args.jobs} busy jobs / idle p99: {busy[2] / idle[2]:.2f} (target <= 2)")
+    return 0
 
 
 if __name__ == "__main__":

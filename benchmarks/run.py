@@ -27,6 +27,10 @@ Groups and their reference (ratio 1.00, higher is better everywhere):
 - TCP round trips (one request in flight per connection) at 1 and 100
   connections: bare ``LineReceiver`` JSON echo vs pyliteflux
   (``benchmarks/tcp_client.py``).
+- Background jobs (``bg_jobs.py``, one pyliteflux server): GET /hello idle
+  (reference), the same while 100 jobs keep the job pool busy (the p99
+  against the idle p99 is in the notes), and GET /job queueing one job per
+  request (jobs accepted per second while serving).
 - Push fan-out to 1,000 and 10,000 idle keep-alive connections: time from the
   HTTP request that triggers one broadcast until every client has the line
   (median of ``--rounds`` broadcasts; ratio = reference time / time), and
@@ -110,6 +114,12 @@ def cases() -> List[Case]:
         out.append(Case(g, "bare LineReceiver", "line_echo.py", "echo", "tcp", reference=True,
                         conns=n))
         out.append(Case(g, "pyliteflux", "pyliteflux_app.py", "echo", "tcp", conns=n))
+    bg = "Background jobs (pyliteflux), wrk -c50"
+    out += [
+        Case(bg, "GET /hello, idle", "bg_jobs.py", "idle", "bgjobs", reference=True),
+        Case(bg, "GET /hello, 100 busy jobs", "bg_jobs.py", "busy", "bgjobs"),
+        Case(bg, "GET /job (one job queued each)", "bg_jobs.py", "job", "bgjobs", url="/job"),
+    ]
     for n in (1000, 10000):
         g = f"Push fan-out to {n:,} idle connections"
         out.append(Case(g, "bare LineReceiver loop", "line_echo.py", "push", "fanout",
@@ -282,12 +292,34 @@ def run_fanout(case: Case, server: ServerProcess, args: argparse.Namespace) -> D
             "rss_per_conn": r["rss_per_conn_kib"], "reached": r["reached"], "errors": errors}
 
 
+def run_bg_jobs(group: List[Case], args: argparse.Namespace) -> None:
+    """``bg_jobs.py``'s three loads, one after the other on one server (the
+    ratio of interest is p99 with busy jobs / idle p99, in the notes)."""
+    import bg_jobs
+
+    print(f"... {group[0].group}", file=sys.stderr, flush=True)
+    try:
+        r = bg_jobs.measure(duration=max(5, round(args.duration)), jobs=100)
+    except Exception as exc:  # one broken case must not stop the suite
+        for case in group:
+            case.note = f"failed: {type(exc).__name__}: {str(exc)[:200]}"
+        return
+    for case in group:
+        rps, p50, p99 = r[{"idle": "idle", "busy": "busy", "job": "accepted"}[case.mode]]
+        case.result = {"value": rps, "p50": p50, "p99": p99}
+        if case.mode == "busy":
+            case.note = f"p99 {p99 / r['idle'][2]:.2f}x idle p99 (target ≤ 2)"
+        elif case.mode == "job":
+            case.note = (f"{rps:,.0f} jobs/s accepted while serving; {r['done']:,} completed "
+                         f"in the window; {r['rejected']} rejected")
+
+
 def _skip_reason(case: Case) -> str:
     if case.needs:
         probe = subprocess.run([PY, "-c", f"import {case.needs}"], capture_output=True)
         if probe.returncode:
             return f"skipped: {case.needs} not installed (pip install {case.needs})"
-    if case.kind == "wrk" and not shutil.which("wrk"):
+    if case.kind in ("wrk", "bgjobs") and not shutil.which("wrk"):
         return "skipped: wrk not installed (apt-get install wrk)"
     return ""
 
@@ -340,6 +372,9 @@ def run_group(group: List[Case], args: argparse.Namespace, tmp: str) -> None:
         if not case.note:
             runnable.append(case)
     if not runnable:
+        return
+    if runnable[0].kind == "bgjobs":
+        run_bg_jobs(runnable, args)
         return
     if runnable[0].kind == "fanout":
         for case in runnable:
@@ -404,6 +439,8 @@ def ratios(all_cases: List[Case]) -> None:
         if c.kind == "fanout":  # a time: lower is better
             c.result["ratio"] = ref.result["value"] / c.result["value"]
             continue
+        if c.url != ref.url:  # another request: no ratio to speak of
+            continue
         mine, theirs = c.result.get("rounds", []), ref.result.get("rounds", [])
         if mine and len(mine) == len(theirs):
             # paired: each round's figure against the reference's in the same
@@ -442,7 +479,7 @@ def table(all_cases: List[Case]) -> str:
             extra = (f"RSS {r['rss_per_conn']:.2f} KiB/conn; runs "
                      + ", ".join(f"{t:.0f}" for t in r["all_ms"]) + " ms")
         else:
-            unit = "req/s" if c.kind == "wrk" else "rt/s"
+            unit = "rt/s" if c.kind == "tcp" else "req/s"
             value = f"{r['value']:,.0f} {unit}"
             p50, p99 = f"{r['p50']:.2f}", f"{r['p99']:.2f}"
             spread = r.get("rounds", [])
