@@ -4,7 +4,7 @@
 Run from the repository root (Linux, 2+ cores, ``wrk`` and ``taskset`` on
 PATH; Debian: ``apt-get install wrk util-linux``)::
 
-    python benchmarks/run.py                      # everything, ~11 minutes
+    python benchmarks/run.py                      # everything, ~12 minutes
     python benchmarks/run.py --rounds 4 --duration 2   # quicker, noisier
     python benchmarks/run.py --only http          # cases whose group/name matches
     python benchmarks/run.py --markdown out.md    # also write the table as Markdown
