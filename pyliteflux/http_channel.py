@@ -163,8 +163,15 @@ class GuardedChannel(HTTPChannel):
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         """(Twisted's hook for a malformed request line, header, length or
-        chunk) the same 400 and close, with a JSON body like our other errors."""
-        self.reject(400, "Bad Request", "Bad Request")
+        chunk, and for too many or too large headers) the same answer and
+        close, with a JSON body like our other errors: 431 when the headers
+        were too many or too large in total, else 400."""
+        if (self._receivedHeaderSize > self.totalHeadersSize
+                or self._receivedHeaderCount > self.maxHeaders):
+            self.reject(431, "Request Header Fields Too Large",
+                        "Request Header Fields Too Large")
+        else:
+            self.reject(400, "Bad Request", "Bad Request")
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """A request line or header line longer than ``MAX_LENGTH`` (16 KiB):

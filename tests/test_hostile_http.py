@@ -130,6 +130,16 @@ class SlowClientTests(SynchronousTestCase):
         self.assertIn(b'{"error": "Request Header Fields Too Large"}', out)
         self.assertTrue(transport.disconnecting)
 
+    def test_too_many_or_too_large_headers_are_431(self):
+        for headers in (b"".join(b"X-%d: a\r\n" % i for i in range(600)),
+                        b"".join(b"X-%d: %s\r\n" % (i, b"a" * 8000) for i in range(3))):
+            channel, transport, _, _ = self.channel()
+            channel.dataReceived(b"GET /echo HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+            out = transport.value()
+            self.assertTrue(out.startswith(b"HTTP/1.1 431 "), out[:80])
+            self.assertIn(b'{"error": "Request Header Fields Too Large"}', out)
+            self.assertTrue(transport.disconnecting)
+
     def test_over_long_line_after_a_request_is_431_and_the_first_is_answered(self):
         channel, transport, _, _ = self.channel()
         channel.dataReceived(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n"
