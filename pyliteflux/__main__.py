@@ -18,10 +18,11 @@ def main(argv: Optional[List[str]] = None, reactor: Any = None) -> int:
     from . import tap
 
     options = tap.Options()
+    options.synopsis = "Usage: python -m pyliteflux " + tap.Options.synopsis
     try:
         options.parseOptions(sys.argv[1:] if argv is None else argv)
-    except usage.UsageError as exc:
-        sys.stderr.write(f"{options}\npython -m pyliteflux: error: {exc}\n")
+    except usage.UsageError as exc:  # the error alone: --help has the rest
+        sys.stderr.write(f"python -m pyliteflux: error: {exc} (see --help)\n")
         return 2
     except SystemExit as exc:  # --help / --version
         return int(exc.code or 0)

@@ -9,6 +9,7 @@ never emits NaN/Infinity and always produces one line.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any, Dict, List, Optional, Type, Union
 from xml.etree.ElementTree import Element, SubElement, tostring
@@ -135,14 +136,26 @@ def dumps_json_line(data: Any, encoder: Optional[Type[json.JSONEncoder]] = None)
 # -- XML -----------------------------------------------------------------------
 
 
+#: deepest element nesting accepted in a request (JSON's limit is Python's
+#: recursion limit; this keeps ``xml_to_data``'s recursion far from it)
+MAX_XML_DEPTH = 200
+
+
 def parse_xml(text: Union[str, bytes]) -> Element:
-    """Parse XML safely: no DTDs, no entity expansion, no external entities."""
+    """Parse XML safely: no DTDs, no entity expansion, no external entities,
+    at most ``MAX_XML_DEPTH`` levels of elements."""
     try:
-        return _xml_fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root = _xml_fromstring(text, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except DefusedXmlException as exc:
         raise DecodeError(f"forbidden XML construct: {type(exc).__name__}") from None
     except Exception as exc:  # ParseError, ValueError from the expat layer
         raise DecodeError(f"invalid XML: {exc}") from None
+    level = [root]
+    for _ in range(MAX_XML_DEPTH):
+        level = [child for element in level for child in element]
+        if not level:
+            return root
+    raise DecodeError("XML nested too deeply")
 
 
 def xml_to_data(element: Element) -> Any:
@@ -189,8 +202,16 @@ def _fill(parent: Element, value: Any) -> None:
         pass
     elif isinstance(value, bool):
         parent.text = "true" if value else "false"
-    else:
-        parent.text = _xml_safe_text(str(value))
+    elif isinstance(value, str):
+        parent.text = _xml_safe_text(value)
+    elif isinstance(value, int):
+        parent.text = str(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):  # as in JSON: no NaN or Infinity
+            raise ValueError("Out of range float values are not XML compliant")
+        parent.text = repr(value)
+    else:  # as in JSON: not silently its repr()
+        raise TypeError(f"Object of type {type(value).__name__} is not XML serializable")
 
 
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

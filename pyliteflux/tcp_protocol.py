@@ -65,6 +65,9 @@ class LineError(Exception):
         return {"error": self.message, **self.extra}
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def parse_line(line: bytes) -> ParsedLine:
     """Decode one request line; raises ``LineError`` for anything malformed."""
     first = line[:1]
@@ -100,6 +103,8 @@ def parse_line(line: bytes) -> ParsedLine:
         if element.tag != "request" or not command:
             raise LineError("Expected <request command=\"...\">", "xml", request_id)
         return command, xml_to_data(element), "xml", request_id, element, None
+    if line.startswith(_BOM):  # a byte-order mark before JSON or XML
+        return parse_line(line[len(_BOM):])
     parts = text.strip().split(None, 1)
     return parts[0], (parts[1] if len(parts) > 1 else ""), "raw", None, None, None
 
@@ -230,8 +235,11 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         self._pending = []
 
     def timeoutConnection(self) -> None:
+        if self._pending:  # a command still in flight: not idle; look again later
+            self.setTimeout(self.timeOut)  # (the expired call is gone: arm a new one)
+            return
         _log.info("closing idle TCP client {client}", client=self.client_id)
-        self._write_line(dumps_json_line({"error": "Idle timeout"}))
+        self._write_line(encode_reply({"error": "Idle timeout"}, self.data_type))
         self.close()
 
     @property

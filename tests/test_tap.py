@@ -470,6 +470,15 @@ class CommandLineTests(unittest.TestCase):
         result = self.run_child([sys.executable, "-m", "pyliteflux", "--tcp", "bogus:1"])
         self.assertCleanFailure(result, "--tcp 'bogus:1'")
         self.assertEqual(result.returncode, 2)
+        lines = result.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, result.stderr)  # the error alone, not the usage
+        self.assertTrue(lines[0].startswith("python -m pyliteflux: error: --tcp 'bogus:1'"))
+
+    def test_python_m_help_names_the_command(self) -> None:
+        result = self.run_child([sys.executable, "-m", "pyliteflux", "--help"])
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(result.stdout.startswith(
+            "Usage: python -m pyliteflux [--app module:attribute] [options]"), result.stdout[:80])
 
     def test_python_m_port_in_use(self) -> None:
         with socket.socket() as taken:

@@ -30,6 +30,15 @@ def make(**config):
     def boom(request):
         raise RuntimeError("handler broke")
 
+    route("object", protocol="tcp")(lambda request: {"v": object()})
+    route("nan", protocol="tcp")(lambda request: {"v": float("nan")})
+    route("numbers", protocol="tcp")(lambda request: {"i": 3, "f": 0.1, "b": True})
+
+    @route("later", protocol="tcp")
+    def later(request):
+        request.connection.later = defer.Deferred()
+        return request.connection.later
+
     return server, TestClient(server)
 
 
@@ -125,6 +134,31 @@ class ErrorTests(TestCase):
         r = await self.conn.send(ext)
         self.assertEqual(r["data"]["error"], "Invalid XML")
         await self._still_usable()
+
+    async def test_deeply_nested_xml_is_an_error_line(self):
+        deep = '<request command="echo" id="1">' + "<a>" * 1000 + "</a>" * 1000 + "</request>"
+        r = await self.conn.send(deep)
+        self.assertEqual(r["data"]["error"], "Invalid XML")
+        self.assertIn("nested too deeply", r["data"]["detail"])
+        ok = '<request command="echo">' + "<a>" * 150 + "x" + "</a>" * 150 + "</request>"
+        r = await self.conn.send(ok)
+        self.assertNotIn("error", r["data"])
+        await self._still_usable()
+
+    async def test_unrenderable_results_are_a_500_in_every_format(self):
+        for command in ("object", "nan"):
+            r = await self.conn.send({"command": command, "id": 1})
+            self.assertEqual(r, {"error": "Internal Server Error", "id": 1})
+            r = await self.conn.send(f'<request command="{command}" id="1"/>')
+            self.assertEqual(r["data"], {"error": "Internal Server Error"}, command)
+        self.assertEqual(len(self.flushLoggedErrors(TypeError, ValueError)), 4)
+        r = await self.conn.send('<request command="numbers"/>')
+        self.assertEqual(r["data"], {"i": "3", "f": "0.1", "b": "true"})
+        await self._still_usable()
+
+    async def test_json_after_a_byte_order_mark(self):
+        r = await self.conn.send(b'\xef\xbb\xbf{"command": "echo", "data": "bom", "id": 2}')
+        self.assertEqual(r, {"id": 2, "result": "bom"})
 
     async def test_invalid_utf8(self):
         r = await self.conn.send(b'{"command": "echo", "data": "\xff"}')
@@ -351,6 +385,33 @@ class IdleTimeoutTests(SynchronousTestCase):
         clock.advance(11)
         self.assertTrue(conn.closed)
         self.assertEqual(conn.replies[-1], {"error": "Idle timeout"})
+
+    def _connect(self, timeout):
+        server, client = make(tcp_keep_alive=True, tcp_idle_timeout=timeout)
+        clock = task.Clock()
+        conn = client.connect()
+        conn.protocol.setTimeout(None)  # drop the timer armed on the real reactor
+        conn.protocol.callLater = clock.callLater
+        conn.protocol.setTimeout(timeout)
+        return conn, clock
+
+    def test_a_command_in_flight_is_not_idle(self):
+        conn, clock = self._connect(1)
+        conn.send_bytes(b'{"command": "later", "id": 1}\n')
+        clock.advance(5)  # the handler takes 5 s; the idle timeout is 1 s
+        self.assertFalse(conn.closed)
+        conn.protocol.later.callback({"done": True})
+        self.assertEqual(conn.replies[-1], {"done": True, "id": 1})
+        clock.advance(1.5)  # now idle
+        self.assertTrue(conn.closed)
+        self.assertEqual(conn.replies[-1], {"error": "Idle timeout"})
+
+    def test_idle_line_in_the_clients_format(self):
+        conn, clock = self._connect(1)
+        conn.send_bytes(b'<request command="echo">x</request>\n')
+        clock.advance(1.5)
+        self.assertTrue(conn.closed)
+        self.assertEqual(conn.replies[-1]["data"], {"error": "Idle timeout"})
 
 
 class LoopbackTests(TestCase):
