@@ -97,7 +97,8 @@ CONFIG_KEYS: Tuple[ConfigKey, ...] = (
     ConfigKey("max_pending_per_connection", 64, _positive_int,
               "TCP commands in flight on one connection before reading pauses"),
     ConfigKey("tcp_idle_timeout", 0, _non_negative_number,
-              "seconds before an idle TCP connection is closed (0 = never)"),
+              "seconds before an idle TCP connection (no input, no command in flight) "
+              "is closed (0 = never)"),
     ConfigKey("tcp_keepalive_probes", True, _check_bool,
               "enable TCP keepalive on TCP clients so dead peers are eventually dropped"),
     ConfigKey("max_tcp_connections", 10000, _positive_int,
