@@ -186,7 +186,7 @@ class _RepeatedList(list):  # marks lists built from repeated tags
 _TAG_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 
 
-def _fill(parent: Element, value: Any) -> None:
+def _fill(parent: Element, value: Any, default: Any = None) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             tag = str(key)
@@ -194,22 +194,24 @@ def _fill(parent: Element, value: Any) -> None:
                 child = SubElement(parent, "item", key=tag)
             else:
                 child = SubElement(parent, tag)
-            _fill(child, item)
+            _fill(child, item, default)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _fill(SubElement(parent, "item"), item)
+            _fill(SubElement(parent, "item"), item, default)
     elif value is None:
         pass
     elif isinstance(value, bool):
         parent.text = "true" if value else "false"
     elif isinstance(value, str):
         parent.text = _xml_safe_text(value)
-    elif isinstance(value, int):
-        parent.text = str(value)
+    elif isinstance(value, int):  # (as JSON writes them, subclasses included)
+        parent.text = int.__repr__(value)
     elif isinstance(value, float):
         if not math.isfinite(value):  # as in JSON: no NaN or Infinity
             raise ValueError("Out of range float values are not XML compliant")
-        parent.text = repr(value)
+        parent.text = float.__repr__(value)
+    elif default is not None:  # a custom JSON encoder's ``default``
+        _fill(parent, default(value), default)
     else:  # as in JSON: not silently its repr()
         raise TypeError(f"Object of type {type(value).__name__} is not XML serializable")
 
@@ -221,14 +223,17 @@ def _xml_safe_text(text: str) -> str:
     return _XML_ILLEGAL.sub("\ufffd", text)
 
 
-def data_to_xml(root: str, value: Any, attrs: Optional[Dict[str, str]] = None) -> bytes:
+def data_to_xml(root: str, value: Any, attrs: Optional[Dict[str, str]] = None,
+                default: Any = None) -> bytes:
     """Render ``value`` under a ``<root>`` element, as one line of UTF-8 XML.
 
     Newlines in text are written as character references, so the result is
-    always exactly one line.
+    always exactly one line. Values other than dicts, lists, strings,
+    numbers, booleans and None go through ``default`` (like
+    ``JSONEncoder.default``); without one they are a ``TypeError``.
     """
     element = Element(root, {k: _xml_safe_text(v) for k, v in (attrs or {}).items()})
-    _fill(element, value)
+    _fill(element, value, default)
     out = tostring(element, encoding="unicode")
     out = out.replace("\r", "&#13;").replace("\n", "&#10;")
     out = out.replace("\u2028", "&#8232;").replace("\u2029", "&#8233;")

@@ -38,6 +38,10 @@ def _ignore(data: bytes) -> None:
     pass
 
 
+def _nothing() -> None:
+    pass
+
+
 def _error_bytes(status: int, reason: str, message: str) -> bytes:
     body = ('{"error": "%s"}' % message).encode("ascii")
     return (b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
@@ -222,8 +226,10 @@ class GuardedChannel(HTTPChannel):
         self._cancel("_header_call")
         self._cancel("_rate_call")
         self.setTimeout(None)
-        # whatever else this connection sends is ignored
+        # whatever else this connection sends is ignored, and a request whose
+        # body was being read (a chunked body over the limit) never runs
         self.lineReceived = self.rawDataReceived = _ignore  # type: ignore[method-assign]
+        self.allContentReceived = _nothing  # type: ignore[method-assign]
         self.transport.write(_error_bytes(status, reason, message))
         self.transport.loseConnection()
 

@@ -59,18 +59,22 @@ def http_date() -> bytes:
     return _date[1]
 
 
-#: hop-by-hop and framing headers: Twisted's to set on a stream
-_FRAMING = frozenset({b"connection", b"content-length", b"transfer-encoding"})
+#: framing headers: Twisted's to set from what is actually sent
+_FRAMING_ONLY = frozenset({b"content-length", b"transfer-encoding"})
 #: headers Twisted sets on every response, which a handler's own replace
 _DEFAULTS = frozenset({b"server", b"date"})
 
 
 def _add_headers(raw: Headers, headers: Any) -> None:
     """Add a response's headers; its own ``Server`` or ``Date`` replaces the
-    default one (other names may repeat, e.g. ``Set-Cookie``)."""
+    default one (other names may repeat, e.g. ``Set-Cookie``). Framing
+    headers (``Content-Length``, ``Transfer-Encoding``) are Twisted's to set
+    from the body actually sent: a handler's would contradict it."""
     replaced = None
     for name, val in headers:
         lower = name.lower()
+        if lower in _FRAMING_ONLY:
+            continue
         if lower in _DEFAULTS and (replaced is None or lower not in replaced):
             raw.removeHeader(name)
             replaced = (replaced or set()) | {lower}
@@ -227,7 +231,7 @@ class HTTPResource(Resource):
     def _respond(self, request: Any, req: HTTPRequest, value: Any, sync: bool) -> Any:
         config = self.app.config
         if type(value) is not dict and isinstance(value, StreamResponse):
-            return self._start_stream(request, req, value)
+            return self._start_stream(request, req, value, sync)
         try:
             if type(value) is dict:  # the common case, without the general renderer
                 status, headers, body = 200, _JSON_HEADERS, dumps_json(value)
@@ -264,21 +268,23 @@ class HTTPResource(Resource):
             return
         self._respond(request, req, value, sync=False)
 
-    def _start_stream(self, request: Any, req: HTTPRequest, response: StreamResponse) -> Any:
+    def _start_stream(self, request: Any, req: HTTPRequest, response: StreamResponse,
+                      sync: bool) -> Any:
         try:
             headers = normalise_headers(response.headers)
             status = response.status
             if type(status) is not int or not 100 <= status <= 599:
                 raise TypeError(f"HTTP status must be an int in 100..599, got {status!r}")
         except Exception as exc:
+            _log.failure("cannot start the stream of {request!r}", request=req)
             response.close()
             return self._respond(request, req, error_value(req, exc, self.app.config.debug),
-                                 sync=False)
+                                 sync=sync)
         request.setResponseCode(status)
         raw = request.responseHeaders
         if not any(n.lower() == b"content-type" for n, _ in headers):
             raw.setRawHeaders(b"Content-Type", [response.content_type.encode("latin-1")])
-        _add_headers(raw, [(n, v) for n, v in headers if n.lower() not in _FRAMING])
+        _add_headers(raw, [(n, v) for n, v in headers if n.lower() != b"connection"])
         if self.app.config.request_id_header:
             raw.setRawHeaders(b"X-Request-ID", [req.request_id.encode("ascii")])  # type: ignore[attr-defined]
         if req._bg:

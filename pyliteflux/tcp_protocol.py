@@ -103,8 +103,6 @@ def parse_line(line: bytes) -> ParsedLine:
         if element.tag != "request" or not command:
             raise LineError("Expected <request command=\"...\">", "xml", request_id)
         return command, xml_to_data(element), "xml", request_id, element, None
-    if line.startswith(_BOM):  # a byte-order mark before JSON or XML
-        return parse_line(line[len(_BOM):])
     parts = text.strip().split(None, 1)
     return parts[0], (parts[1] if len(parts) > 1 else ""), "raw", None, None, None
 
@@ -140,7 +138,7 @@ def encode_reply(value: Any, data_type: str, request_id: Any = None,
     value = _plain(value)
     if data_type == "xml":
         attrs = {"id": str(request_id)} if request_id is not None else None
-        return data_to_xml("response", value, attrs)
+        return data_to_xml("response", value, attrs, default=_xml_default(encoder))
     if data_type == "raw":
         if isinstance(value, str):
             return _one_line(value).encode("utf-8")
@@ -151,6 +149,12 @@ def encode_reply(value: Any, data_type: str, request_id: Any = None,
         value = {**value, "id": request_id} if isinstance(value, dict) else {
             "id": request_id, "result": value}
     return dumps_json_line(value, encoder)
+
+
+def _xml_default(encoder: Optional[type]) -> Any:
+    """What XML replies use for values XML has no form for: the JSON
+    encoder's ``default`` when the response names one (else none: a 500)."""
+    return encoder().default if encoder is not None else None
 
 
 def encode_push(message: Any, data_type: str) -> bytes:
@@ -332,6 +336,8 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
     def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
+        if line.startswith(_BOM):  # a byte-order mark (once) before the request
+            line = line[3:]
         if len(line) > self.MAX_LENGTH:
             self.lineLengthExceeded(line)
             return

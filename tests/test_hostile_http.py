@@ -54,6 +54,7 @@ class LoopbackHostileTests(TestCase):
         req = (b"POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
         out = await deferToThread(exchange, port, req)
         self.assertTrue(out.startswith(b"HTTP/1.1 413"), out)
+        self.assertEqual(out.count(b"HTTP/1.1 "), 1, out)  # and nothing after it
 
     async def test_body_within_limit_is_fine(self):
         port = await self.start(max_body_size=1000)
@@ -113,6 +114,17 @@ class SlowClientTests(SynchronousTestCase):
         clock.advance(1)  # ...but the header deadline (20 s) has passed
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 408"))
         self.assertTrue(transport.disconnecting)
+
+    def test_chunked_body_over_limit_never_reaches_the_handler(self):
+        channel, transport, _, site = self.channel(max_body_size=10)
+        ran = []
+        site.resource.app.route("/count", method="POST")(lambda r: ran.append(1) or {"n": 1})
+        channel.dataReceived(b"POST /count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+                             b"\r\n\r\n14\r\n" + b"a" * 20 + b"\r\n0\r\n\r\n")
+        out = transport.value()
+        self.assertTrue(out.startswith(b"HTTP/1.1 413"), out)
+        self.assertEqual(out.count(b"HTTP/1.1 "), 1, out)
+        self.assertEqual(ran, [])
 
     def test_over_long_request_line_is_414(self):
         channel, transport, _, _ = self.channel()

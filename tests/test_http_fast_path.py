@@ -18,7 +18,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.http import datetimeToString
 
-from pyliteflux import HTTPResponse, Middleware, Router, Server, g, http_resource
+from pyliteflux import HTTPResponse, Middleware, Router, Server, StreamResponse, g, http_resource
 from pyliteflux.http_channel import GuardedRequest
 from pyliteflux.http_resource import Site, TwistedRequest, http_date
 
@@ -72,6 +72,9 @@ def app(**config):
                 "prepath": request.raw.prepath}
 
     route("/own-defaults")(lambda r: ("x", 200, {"Server": "mine", "Date": "yesterday"}))
+    route("/own-framing")(lambda r: ("x", 200, {"Transfer-Encoding": "chunked",
+                                                "Content-Length": "99", "X-Kept": "1"}))
+    route("/bad-stream")(lambda r: StreamResponse(iter([b"a"]), status=999))
 
     @route("/job")
     def job(request):
@@ -110,6 +113,8 @@ REQUESTS = [
     b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /%ff HTTP/1.1\r\nHost: x\r\n\r\n",
     b"GET /own-defaults HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /own-framing HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /bad-stream HTTP/1.1\r\nHost: x\r\n\r\n",
     (b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data\r\n"
      b"Content-Length: 3\r\n\r\nabc"),
 ]
@@ -141,8 +146,8 @@ class FastPathParityTests(TestCase):
             twisted = exchange(TwistedWaySite, server, request)
             self.assertTrue(ours.startswith(b"HTTP/1."), (request, ours))
             self.assertEqual(_normalise(ours), _normalise(twisted), request)
-        # /boom, /nan and /object, each logged once per Site
-        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError, ValueError, TypeError)), 6)
+        # /boom, /nan, /object and /bad-stream, each logged once per Site
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError, ValueError, TypeError)), 8)
 
     def test_same_bytes_as_twisteds_process(self):
         self.check_parity(app())
@@ -206,6 +211,23 @@ class ResponseDetailTests(TestCase):
         head = out.split(b"\r\n\r\n")[0].split(b"\r\n")
         self.assertEqual([h for h in head if h.startswith(b"Server:")], [b"Server: mine"])
         self.assertEqual([h for h in head if h.startswith(b"Date:")], [b"Date: yesterday"])
+
+    def test_handlers_framing_headers_are_dropped(self):
+        out = exchange(Site, app(), b"GET /own-framing HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, body = out.split(b"\r\n\r\n", 1)
+        self.assertNotIn(b"Transfer-Encoding", head)
+        self.assertIn(b"\r\nContent-Length: 1\r\n", head + b"\r\n")
+        self.assertNotIn(b"99", head)
+        self.assertIn(b"X-Kept: 1", head)
+        self.assertEqual(body, b"x")
+
+    def test_stream_with_a_bad_status_is_a_500_and_the_connection_goes_on(self):
+        out = exchange(Site, app(), b"GET /bad-stream HTTP/1.1\r\nHost: x\r\n\r\n"
+                                    b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(out.startswith(b"HTTP/1.1 500 "), out)
+        self.assertIn(b'{"error": "Internal Server Error"}HTTP/1.1 200 OK', out)
+        self.assertTrue(out.endswith(b'{"message": "Hello, World!"}'), out)
+        self.flushLoggedErrors(TypeError)
 
     def test_cookies_may_repeat(self):
         server = app()

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from pyliteflux import Middleware, Router, Server, g
+from pyliteflux import HTTPJSONResponse, Middleware, Router, Server, g
 from pyliteflux.codec import parse_xml
 from pyliteflux.testing import TestClient, serve
 from tests.tcp_client import LineClient, send_then_eof
@@ -159,6 +159,40 @@ class ErrorTests(TestCase):
     async def test_json_after_a_byte_order_mark(self):
         r = await self.conn.send(b'\xef\xbb\xbf{"command": "echo", "data": "bom", "id": 2}')
         self.assertEqual(r, {"id": 2, "result": "bom"})
+
+    async def test_byte_order_marks_alone_or_repeated(self):
+        self.conn.send_bytes(b"\xef\xbb\xbf\n\xef\xbb\xbf  \r\n")  # blank lines: no reply
+        r = await self.conn.send(b"\xef\xbb\xbf" * 2000 + b'{"command": "echo"}')
+        self.assertEqual(r["error"], "Command not found")  # only one mark is skipped
+        await self._still_usable()
+        self.assertEqual(len(self.conn.replies), 2)
+
+    async def test_xml_numbers_and_custom_encoders(self):
+        import datetime
+        import enum
+
+        class Level(enum.IntEnum):
+            HIGH = 3
+
+        class Ratio(float):
+            pass
+
+        class DateEncoder(json.JSONEncoder):
+            def default(self, obj):
+                if isinstance(obj, datetime.date):
+                    return obj.isoformat()
+                return super().default(obj)
+
+        route = self.server.route
+        route("levels", protocol="tcp")(lambda r: {"level": Level.HIGH, "ratio": Ratio(0.5)})
+        route("dated", protocol="tcp")(lambda r: HTTPJSONResponse(
+            {"on": datetime.date(2026, 11, 24)}, json_encoder=DateEncoder))
+        r = await self.conn.send('<request command="levels"/>')
+        self.assertEqual(r["data"], {"level": "3", "ratio": "0.5"})
+        r = await self.conn.send('<request command="dated"/>')
+        self.assertEqual(r["data"], {"on": "2026-11-24"})
+        r = await self.conn.send({"command": "dated"})
+        self.assertEqual(r, {"on": "2026-11-24"})
 
     async def test_invalid_utf8(self):
         r = await self.conn.send(b'{"command": "echo", "data": "\xff"}')
