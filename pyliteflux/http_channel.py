@@ -34,12 +34,8 @@ _log = Logger(namespace="pyliteflux.http")
 _RATE_WINDOW = 10.0
 
 
-def _ignore(data: bytes) -> None:
-    pass
-
-
-def _nothing() -> None:
-    pass
+def _ignore(*_: Any) -> None:
+    """Stands in for the channel's input methods once a connection is refused."""
 
 
 def _error_bytes(status: int, reason: str, message: str) -> bytes:
@@ -228,8 +224,8 @@ class GuardedChannel(HTTPChannel):
         self.setTimeout(None)
         # whatever else this connection sends is ignored, and a request whose
         # body was being read (a chunked body over the limit) never runs
-        self.lineReceived = self.rawDataReceived = _ignore  # type: ignore[method-assign]
-        self.allContentReceived = _nothing  # type: ignore[method-assign]
+        self.lineReceived = self.rawDataReceived = _ignore  # type: ignore[method-assign, assignment]
+        self.allContentReceived = _ignore  # type: ignore[method-assign]
         self.transport.write(_error_bytes(status, reason, message))
         self.transport.loseConnection()
 

@@ -70,14 +70,14 @@ def _add_headers(raw: Headers, headers: Any) -> None:
     default one (other names may repeat, e.g. ``Set-Cookie``). Framing
     headers (``Content-Length``, ``Transfer-Encoding``) are Twisted's to set
     from the body actually sent: a handler's would contradict it."""
-    replaced = None
+    replaced = set()
     for name, val in headers:
         lower = name.lower()
         if lower in _FRAMING_ONLY:
             continue
-        if lower in _DEFAULTS and (replaced is None or lower not in replaced):
+        if lower in _DEFAULTS and lower not in replaced:
             raw.removeHeader(name)
-            replaced = (replaced or set()) | {lower}
+            replaced.add(lower)
         raw.addRawHeader(name, val)
 
 
