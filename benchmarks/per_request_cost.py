@@ -55,7 +55,7 @@ def pyliteflux_site(middlewares: bool) -> Callable[[], Any]:
         from pyliteflux_app import ReadUser, SetUser
 
         from pyliteflux import Router, Server
-        from pyliteflux.http_resource import Site
+        from pyliteflux.adapters.http.site import Site
 
         server = Server(router=Router(), info=False)
         server.route("/hello")(lambda request: {"message": "Hello, World!"})

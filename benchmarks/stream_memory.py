@@ -74,7 +74,7 @@ def serve(args: argparse.Namespace) -> int:
     from twisted.internet.defer import Deferred
 
     from pyliteflux import Server, StreamResponse
-    from pyliteflux.routing import Router
+    from pyliteflux.core.routing import Router
     from pyliteflux.streaming import StreamProducer, in_thread
 
     total = args.mb * 1024 * 1024

@@ -6,15 +6,16 @@ The public API is what users of the original PyLiteFlux write::
     from pyliteflux import HTTPResponse, HTTPJSONResponse, StreamResponse
 """
 
+from .app import Server
 from .config import Config
-from .context import g
-from .errors import BadRequest, HTTPError, MethodNotAllowed, NotFound
+from .core.context import g
+from .core.errors import BadRequest, HTTPError, MethodNotAllowed, NotFound
+from .core.middleware import Middleware
+from .core.responses import HTTPJSONResponse, HTTPResponse, StreamResponse
+from .core.routing import Route, Router
+from .core.sse import SSEStream, sse_event, sse_response
+from .core.threaded import in_thread
 from .log import Logger
-from .middleware import Middleware
-from .responses import HTTPJSONResponse, HTTPResponse, StreamResponse
-from .routing import Route, Router
-from .server import Server
-from .streaming import SSEStream, in_thread, sse_event, sse_response
 
 __version__ = "0.1.0"
 

@@ -28,6 +28,7 @@ def main(argv: Optional[List[str]] = None, reactor: Any = None) -> int:
         return int(exc.code or 0)
 
     from .log import start_console_logging
+    from .service.runner import run_until_stopped
 
     start_console_logging()
     if reactor is None:
@@ -35,23 +36,9 @@ def main(argv: Optional[List[str]] = None, reactor: Any = None) -> int:
 
         reactor = global_reactor
     service = tap.makeService(options)
-    failures: List[Any] = []
-
-    def failed(failure: Any) -> None:
-        failures.append(failure)
-        if reactor.running:
-            reactor.stop()
-
-    def start() -> None:
-        service.startService()
-        service.listening().addErrback(failed)
-
-    reactor.callWhenRunning(start)
-    reactor.addSystemEventTrigger(
-        "before", "shutdown", lambda: service.stopService() if service.running else None)
-    reactor.run()
-    if failures:
-        sys.stderr.write(f"python -m pyliteflux: error: {failures[0].getErrorMessage()}\n")
+    failure = run_until_stopped(service, reactor)
+    if failure is not None:
+        sys.stderr.write(f"python -m pyliteflux: error: {failure.getErrorMessage()}\n")
         return 1
     return 0
 

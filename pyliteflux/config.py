@@ -123,6 +123,8 @@ CONFIG_KEYS: Tuple[ConfigKey, ...] = (
               "seconds stop() waits for in-flight work and background jobs"),
     ConfigKey("request_id_header", False, _check_bool,
               "send each HTTP request's g.request_id as an X-Request-ID header"),
+    ConfigKey("max_topics_per_connection", 100, _positive_int,
+              "topics one push target may subscribe to; one more is a ValueError"),
 )
 
 _KEYS: Dict[str, ConfigKey] = {key.name: key for key in CONFIG_KEYS}

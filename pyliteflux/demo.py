@@ -24,11 +24,11 @@ from typing import Any, Optional
 
 from twisted.internet.task import deferLater
 
-from .errors import BadRequest
+from .app import Server
+from .core.errors import BadRequest
+from .core.responses import StreamResponse
+from .core.routing import Router
 from .log import Logger
-from .responses import StreamResponse
-from .routing import Router
-from .server import Server
 
 __all__ = ["make_server"]
 

@@ -14,18 +14,18 @@ cannot be imported or an endpoint string that does not parse.
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
-import traceback
 from typing import Any, Dict, List, Optional
 
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
 
+from .app import Server
 from .config import ENV_PREFIX, config_from_env, config_from_file
-from .server import Server, ServerService, importing_app
+from .service import ServerService
+from .service.loading import AppLoadError
+from .service.loading import load_app as load_server
 
 __all__ = ["Options", "makeService", "load_app"]
 
@@ -39,57 +39,12 @@ _ENV_DOC = ", ".join(
 
 
 def load_app(spec: str) -> Server:
-    """Import ``module:attribute`` and return the ``Server`` it names.
-
-    The attribute may be a ``Server`` or a callable returning one. The import
-    runs inside ``importing_app()``, so a module ending in ``server.run()``
-    does not block. Raises ``usage.UsageError`` with a readable message.
-    """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name or not attr:
-        raise usage.UsageError(f"--app must look like module:attribute, got {spec!r}")
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.insert(0, cwd)  # like `python -m`: apps in the current directory import
+    """Import ``module:attribute`` and return the ``Server`` it names (see
+    ``service.loading.load_app``); a failure is a ``usage.UsageError``."""
     try:
-        with importing_app():
-            module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise usage.UsageError(
-                f"--app {spec}: no module named {exc.name!r} "
-                f"(searched from {cwd}; is it on PYTHONPATH?)") from None
-        raise usage.UsageError(f"--app {spec}: importing {module_name} failed:\n"
-                               f"{_short_traceback()}") from None
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise usage.UsageError(f"--app {spec}: importing {module_name} failed:\n"
-                               f"{_short_traceback()}") from None
-    obj: Any = module
-    for part in attr.split("."):
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise usage.UsageError(f"--app {spec}: module {module_name!r} has no "
-                                   f"attribute {attr!r}") from None
-    if not isinstance(obj, Server) and callable(obj):
-        try:
-            with importing_app():
-                obj = obj()
-        except Exception:
-            raise usage.UsageError(f"--app {spec}: calling {attr}() failed:\n"
-                                   f"{_short_traceback()}") from None
-    if not isinstance(obj, Server):
-        raise usage.UsageError(f"--app {spec}: expected a pyliteflux Server (or a factory "
-                               f"returning one), got {type(obj).__name__}")
-    return obj
-
-
-def _short_traceback() -> str:
-    """The last frames of the current exception: enough to fix the app."""
-    lines = traceback.format_exc(limit=-3).rstrip().splitlines()
-    return "\n".join("    " + line for line in lines)
+        return load_server(spec, Server)  # type: ignore[no-any-return]
+    except AppLoadError as exc:
+        raise usage.UsageError(str(exc)) from None
 
 
 def check_endpoint(option: str, desc: str) -> str:

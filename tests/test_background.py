@@ -8,7 +8,7 @@ from twisted.trial.unittest import TestCase
 import treq
 
 from pyliteflux import Router, Server, g
-from pyliteflux.background import JobRunner
+from pyliteflux.jobs import JobRunner
 from pyliteflux.testing import TestClient, serve
 
 
@@ -141,7 +141,7 @@ class ThreadPoolTests(TestCase):
         reactor.callLater(0.01, gate.set)
         abandoned = await stopping
         self.assertEqual((abandoned, done), ([], [1]))
-        from pyliteflux.errors import ServiceUnavailable
+        from pyliteflux.core.errors import ServiceUnavailable
 
         self.assertRaises(ServiceUnavailable, runner.check_capacity)
 

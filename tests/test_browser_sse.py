@@ -21,7 +21,7 @@ from twisted.internet import error, protocol, reactor, task
 from twisted.trial import unittest
 
 from pyliteflux import HTTPResponse, Server
-from pyliteflux.routing import Router
+from pyliteflux.core.routing import Router
 from pyliteflux.streaming import sse_event, sse_response
 
 CHROMIUM = next(filter(None, (shutil.which(name) for name in

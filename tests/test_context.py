@@ -6,7 +6,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pyliteflux import Middleware, Router, Server, g
-from pyliteflux.context import new_context
+from pyliteflux.core.context import new_context
 from pyliteflux.testing import TestClient
 
 

@@ -10,7 +10,7 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pyliteflux import Router, Server
-from pyliteflux.http_resource import Site
+from pyliteflux.adapters.http.site import Site
 from pyliteflux.testing import TestClient, serve
 from tests.tcp_client import exchange, send_then_eof
 
@@ -104,6 +104,7 @@ class SlowClientTests(SynchronousTestCase):
         channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
         transport = StringTransport()
         channel.makeConnection(transport)
+        self.server = server
         return channel, transport, clock, site
 
     def test_headers_dripped_too_slowly_are_cut_off(self):
@@ -118,7 +119,7 @@ class SlowClientTests(SynchronousTestCase):
     def test_chunked_body_over_limit_never_reaches_the_handler(self):
         channel, transport, _, site = self.channel(max_body_size=10)
         ran = []
-        site.resource.app.route("/count", method="POST")(lambda r: ran.append(1) or {"n": 1})
+        self.server.route("/count", method="POST")(lambda r: ran.append(1) or {"n": 1})
         channel.dataReceived(b"POST /count HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
                              b"\r\n\r\n14\r\n" + b"a" * 20 + b"\r\n0\r\n\r\n")
         out = transport.value()

@@ -18,9 +18,10 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 from twisted.web.http import datetimeToString
 
-from pyliteflux import HTTPResponse, Middleware, Router, Server, StreamResponse, g, http_resource
-from pyliteflux.http_channel import GuardedRequest
-from pyliteflux.http_resource import Site, TwistedRequest, http_date
+from pyliteflux import HTTPResponse, Middleware, Router, Server, StreamResponse, g
+from pyliteflux.adapters.http import site as http_site
+from pyliteflux.adapters.http.channel import GuardedRequest
+from pyliteflux.adapters.http.site import Site, TwistedRequest, http_date
 
 
 class TwistedWaySite(Site):
@@ -162,7 +163,7 @@ class FastPathParityTests(TestCase):
 
     def test_same_bytes_when_headers_are_not_a_dict(self):
         """On a Twisted whose ``Headers`` differ inside, ours is Twisted's way."""
-        self.patch(http_resource, "_FAST_HEADERS", False)
+        self.patch(http_site, "FAST_HEADERS", False)
         self.check_parity(app())
 
     def test_the_fast_path_is_taken(self):
@@ -170,7 +171,7 @@ class FastPathParityTests(TestCase):
         server = app()
         calls = []
         self.patch(server.resource, "render", lambda request: calls.append(request))
-        self.assertTrue(http_resource._FAST_HEADERS)
+        self.assertTrue(http_site.FAST_HEADERS)
         out = exchange(Site, server, REQUESTS[0])
         self.assertEqual(calls, [])
         self.assertIn(b'{"message": "Hello, World!"}', out)
@@ -270,7 +271,7 @@ class ResponseDetailTests(TestCase):
 class HTTPDateTests(TestCase):
     def test_matches_twisted_and_changes_with_the_second(self):
         now = [1_700_000_000.25]
-        self.patch(http_resource, "time", lambda: now[0])
+        self.patch(http_site, "time", lambda: now[0])
         first = http_date()
         self.assertEqual(first, datetimeToString(1_700_000_000))
         now[0] = 1_700_000_000.9

@@ -7,7 +7,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pyliteflux import Middleware, Router, Server, g
-from pyliteflux.middleware import MiddlewareManager
+from pyliteflux.core.middleware import MiddlewareManager
 from pyliteflux.testing import TestClient, load_app
 
 

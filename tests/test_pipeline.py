@@ -4,7 +4,7 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyliteflux import HTTPJSONResponse, Middleware, Router, Server, g
-from pyliteflux.requests import TCPRequest
+from pyliteflux.core.requests import TCPRequest
 
 
 def tcp_request(command, data=None):
@@ -57,11 +57,11 @@ class FastPathTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
     def test_http_errors_become_json_responses(self):
-        from pyliteflux.errors import HTTPError
-        from pyliteflux.pipeline import error_value
+        from pyliteflux.core.errors import HTTPError
+        from pyliteflux.core.pipeline import error_value
         from twisted.web.test.requesthelper import DummyRequest
 
-        from pyliteflux.requests import HTTPRequest
+        from pyliteflux.core.requests import HTTPRequest
 
         value = error_value(HTTPRequest(DummyRequest([b""])), HTTPError("nope", 418))
         self.assertIsInstance(value, HTTPJSONResponse)

@@ -3,8 +3,8 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from pyliteflux import Route, Server
-from pyliteflux.errors import MethodNotAllowed, NotFound
-from pyliteflux.routing import Router
+from pyliteflux.core.errors import MethodNotAllowed, NotFound
+from pyliteflux.core.routing import Router
 
 
 def h(name):

@@ -17,8 +17,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisc
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from pyliteflux.routing import Router
-from pyliteflux.server import Server
+from pyliteflux.core.routing import Router
+from pyliteflux.app import Server
 
 ENDPOINTS = {"http": ["tcp:0:interface=127.0.0.1"], "tcp": ["tcp:0:interface=127.0.0.1"]}
 SHUTDOWN_LINE = b'{"type": "shutdown"}\n'
@@ -96,8 +96,7 @@ class ShutdownTests(unittest.TestCase):
         self.assertEqual(tcp_t.value(), SHUTDOWN_LINE)
         self.assertFalse(tcp_t.connected)
         self.assertIsNone(self.successResultOf(d))
-        self.assertEqual(len(self.service.http_connections), 0)
-        self.assertEqual(len(self.service.tcp_connections), 0)
+        self.assertEqual([d.open_count() for d in self.service.drainables], [0, 0])
 
     def test_in_flight_request_finishes_then_closes(self) -> None:
         self.server.config.info = True

@@ -23,7 +23,8 @@ from twisted.trial import unittest
 from twisted.web.client import Agent, HTTPConnectionPool
 
 from pyliteflux import Middleware, Server, StreamResponse, streaming
-from pyliteflux.routing import Router
+from pyliteflux.core import streaming as core_streaming
+from pyliteflux.core.routing import Router
 from pyliteflux.streaming import SSEStream, in_thread, sse_event, sse_response
 
 
@@ -400,7 +401,7 @@ class StreamResponseTests(StreamingTestCase):
         server = self.make_server()
         watcher = ErrorWatcher(self)
         self.patch(streaming.StreamProducer, "slow_step_warning", -1.0)  # every step is "slow"
-        self.patch(streaming, "_warned_blocking", set())
+        self.patch(core_streaming, "_warned_blocking", set())
 
         @server.route("/s")
         def s(request: Any) -> StreamResponse:
@@ -421,7 +422,7 @@ class StreamResponseTests(StreamingTestCase):
         # The adapter runs the stream in ``request.context`` when the pipeline
         # records it there; simulate that here to check the streaming side.
         from pyliteflux import g
-        from pyliteflux.pipeline import Pipeline
+        from pyliteflux.core.pipeline import Pipeline
 
         real_start = Pipeline._start
 
@@ -749,8 +750,8 @@ class ExampleTests(StreamingTestCase):
         import time
         from types import SimpleNamespace
 
-        from pyliteflux.routing import Route
-        from pyliteflux.server import importing_app
+        from pyliteflux.core.routing import Route
+        from pyliteflux.service import importing_app
 
         sys.modules.pop("examples.streaming", None)
         self.addCleanup(sys.modules.pop, "examples.streaming", None)

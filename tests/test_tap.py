@@ -33,10 +33,10 @@ from twisted.python import usage
 from twisted.trial import unittest
 
 from pyliteflux import tap
-from pyliteflux.http_resource import Site
-from pyliteflux.routing import Router
-from pyliteflux.server import Server
-from pyliteflux.tcp_protocol import LineFactory
+from pyliteflux.adapters.http.site import Site
+from pyliteflux.core.routing import Router
+from pyliteflux.app import Server
+from pyliteflux.adapters.tcp import LineFactory
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL = "tcp:0:interface=127.0.0.1"
@@ -106,7 +106,7 @@ class OptionsTests(unittest.TestCase):
         self.assertTrue(server.config.tcp_keep_alive)
 
     def test_demo_uses_its_own_router(self) -> None:
-        from pyliteflux.routing import Route
+        from pyliteflux.core.routing import Route
 
         before = len(Route.default)
         server = self.parse().server
@@ -177,7 +177,7 @@ class OptionsTests(unittest.TestCase):
     def test_examples_import_from_the_working_directory(self) -> None:
         """``--app examples.hello:server`` imports (and does not block in run())."""
         self.patch(os, "getcwd", lambda: REPO)
-        from pyliteflux.routing import Route
+        from pyliteflux.core.routing import Route
 
         with Route.isolated():
             options = self.parse("--app", "examples.hello:server")

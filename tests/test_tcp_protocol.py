@@ -8,7 +8,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pyliteflux import HTTPJSONResponse, Middleware, Router, Server, g
-from pyliteflux.codec import parse_xml
+from pyliteflux.core.codec import parse_xml
 from pyliteflux.testing import TestClient, serve
 from tests.tcp_client import LineClient, send_then_eof
 
@@ -371,18 +371,14 @@ class PushTests(TestCase):
         self.assertEqual(conn.pushes, [{"tag": "push", "attrib": {}, "data": {"m": "hi"}}])
 
     def test_broadcast_while_clients_disconnect(self):
+        killer = _KillingTarget()  # registered first: it is pushed to first
+        self.server.hub.register(killer)
         conns = [self.client.connect() for _ in range(5)]
-        victim = conns[3]
-        original = conns[1].protocol.push_line
-
-        def push_and_kill(line):
-            victim.close()
-            return original(line)
-
-        conns[1].protocol.push_line = push_and_kill
+        killer.victim = conns[3]
         reached = self.server.push_message("x")
-        self.assertGreaterEqual(reached, 4)
-        self.assertNotIn(victim.client_id, self.server.connections)
+        self.assertEqual(reached, 5)  # the killer and the four that stayed
+        self.assertNotIn(conns[3].client_id, self.server.connections)
+        self.assertEqual([len(c.pushes) for c in conns], [1, 1, 1, 0, 1])
 
     def test_slow_consumer_is_disconnected(self):
         self.server.config.max_output_buffer = 1000
@@ -511,7 +507,7 @@ class LoopbackTests(TestCase):
 
 class CodecTests(SynchronousTestCase):
     def test_xml_parser_forbids_dtd(self):
-        from pyliteflux.codec import DecodeError
+        from pyliteflux.core.codec import DecodeError
 
         self.assertRaises(DecodeError, parse_xml, '<!DOCTYPE x><x/>')
 
@@ -561,3 +557,17 @@ class WriteThroughTests(TestCase):
         client.transport.resumeProducing()
         self.assertEqual(await client.next_line(), {"type": "push", "data": big})
         self.assertEqual(await client.next_line(), {"type": "push", "data": "after"})
+
+
+class _KillingTarget:
+    """A push target that closes another client while it is pushed to."""
+
+    client_id = "killer"
+    transport_name = "test"
+    push_format = "json-line"
+    topics = frozenset()
+    victim = None
+
+    def send_push(self, payload):
+        self.victim.close()
+        return True

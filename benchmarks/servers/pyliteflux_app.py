@@ -18,7 +18,7 @@ from _common import PUSH_MESSAGE, parse, ready  # noqa: E402
 from twisted.internet import reactor  # noqa: E402
 
 from pyliteflux import Middleware, Server, g  # noqa: E402
-from pyliteflux.routing import Router  # noqa: E402
+from pyliteflux.core.routing import Router  # noqa: E402
 
 MODES = ("hello", "hello_mw", "post", "params", "echo", "push")
 

@@ -25,23 +25,21 @@ from twisted.python.failure import Failure
 
 from .codec import DecodeError
 from .context import enter_request
-from .errors import BadRequest, HTTPError, NotFound
+from .errors import INTERNAL_ERROR, BadRequest, HTTPError
 from .middleware import MiddlewareManager
 from .requests import Request
-from .responses import HTTPJSONResponse
 from .routing import Router
 
-__all__ = ["Pipeline", "error_value"]
+__all__ = ["Pipeline", "error_value", "is_deferred", "PLAIN_TYPES"]
 
 _log = Logger(namespace="pyliteflux.pipeline")
 
 _Step = Generator[Deferred, Any, Any]
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 #: result types that are never awaitable: checked first, so the common case
-#: costs one ``type()`` lookup instead of several attribute probes
-_PLAIN = frozenset({dict, list, str, bytes, tuple, int, float, bool, type(None)})
+#: costs one ``type()`` lookup instead of several attribute probes (# PERF)
+PLAIN_TYPES = _PLAIN = frozenset({dict, list, str, bytes, tuple, int, float, bool, type(None)})
 
 
 def _awaitable(value: Any) -> Optional[Deferred]:
@@ -56,25 +54,29 @@ def _awaitable(value: Any) -> Optional[Deferred]:
 
 
 def error_value(request: Request, exc: BaseException, debug: bool = False) -> Any:
-    """The value that stands for an error, in the request's protocol.
+    """The value that stands for an error, in the request's own terms.
 
-    HTTP gets an ``HTTPJSONResponse`` with the status; TCP gets the error
-    dict (the adapter writes it in the request's format).
+    An ``HTTPError`` keeps its status and body; anything else is a 500
+    (with the exception and traceback in the body only when ``debug``).
+    The request kind turns that into its value (an ``HTTPJSONResponse`` for
+    HTTP, the error dict for commands): there is no protocol branch here.
     """
     if isinstance(exc, HTTPError):
-        body = exc.body()
-        if request.protocol == "tcp":
-            if isinstance(exc, NotFound):
-                return {"error": "Command not found", "command": getattr(request, "command", "")}
-            return body
-        return HTTPJSONResponse(body, exc.status, exc.headers)
-    body = {"error": "Internal Server Error"}
+        return request.error_value(exc, exc.body())
+    body = dict(INTERNAL_ERROR)
     if debug:
         body["exception"] = f"{type(exc).__name__}: {exc}"
         body["traceback"] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if request.protocol == "tcp":
-        return body
-    return HTTPJSONResponse(body, 500)
+    return request.error_value(None, body)
+
+
+def is_deferred(value: Any) -> bool:
+    """Whether a pipeline result is still to come (a Deferred).
+
+    # PERF: the plain types are ruled out by one ``type()`` lookup first:
+    ``Deferred`` is an ABC, and ``isinstance`` on it goes through ABCMeta.
+    """
+    return type(value) not in PLAIN_TYPES and isinstance(value, Deferred)
 
 
 class Pipeline:
@@ -145,13 +147,7 @@ class Pipeline:
 
     def _handle(self, request: Request) -> Any:
         """Route the request and call its handler (raises NotFound etc.)."""
-        if request.protocol == "tcp":
-            return self.router.command_handler(request.command)(request)  # type: ignore[attr-defined]
-        handler, request.path_params = self.router.http_handler(
-            request.method, request.path)  # type: ignore[attr-defined]
-        if request.method in _BODY_METHODS:  # type: ignore[attr-defined]  # bad body: 400 first
-            request.validate()
-        return handler(request)
+        return request.find_handler(self.router)(request)
 
     def _fail(self, request: Request, exc: BaseException) -> Any:
         if isinstance(exc, DecodeError):

@@ -44,7 +44,9 @@ class Middleware:
 
 _BASE_REQUEST = Middleware.process_request
 _BASE_RESPONSE = Middleware.process_response
-_PROTOCOLS = ("both", "http", "tcp")
+#: the middleware chains: one per request kind. HTTP requests run "http";
+#: commands run "tcp", whichever transport carried them (TCP, WebSocket).
+CHAINS = ("http", "tcp")
 
 
 def _hooks(mw: Any) -> Tuple[Optional[RequestHook], Optional[ResponseHook]]:
@@ -64,14 +66,17 @@ def _hooks(mw: Any) -> Tuple[Optional[RequestHook], Optional[ResponseHook]]:
 class MiddlewareManager:
     """The ordered middleware list of a server, with one chain per protocol."""
 
-    def __init__(self) -> None:
+    def __init__(self, chains: Tuple[str, ...] = CHAINS) -> None:
         self._entries: List[Tuple[Any, str]] = []
-        self._chains: Dict[str, Chain] = {"http": (), "tcp": ()}
+        self.chain_names = chains
+        self._chains: Dict[str, Chain] = dict.fromkeys(chains, ())
 
     def add_middleware(self, middleware: Any, protocol: str = "both") -> Any:
-        """Append ``middleware`` for ``"both"``, ``"http"`` or ``"tcp"``; returns it."""
-        if protocol not in _PROTOCOLS:
-            raise ValueError(f"protocol must be one of {_PROTOCOLS}, got {protocol!r}")
+        """Append ``middleware`` for ``"both"`` or one chain (``"http"``,
+        ``"tcp"``); returns it."""
+        allowed = ("both",) + self.chain_names
+        if protocol not in allowed:
+            raise ValueError(f"protocol must be one of {allowed}, got {protocol!r}")
         if isinstance(middleware, type):
             raise TypeError("add_middleware takes an instance: add_middleware(MyMiddleware())")
         _hooks(middleware)  # validate now, not on the first request
@@ -87,7 +92,7 @@ class MiddlewareManager:
         self._rebuild()
 
     def _rebuild(self) -> None:
-        for proto in ("http", "tcp"):
+        for proto in self.chain_names:
             self._chains[proto] = tuple(
                 _hooks(mw) for mw, p in self._entries if p in ("both", proto)
             )

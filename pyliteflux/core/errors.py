@@ -15,7 +15,18 @@ __all__ = [
     "MethodNotAllowed",
     "PayloadTooLarge",
     "ServiceUnavailable",
+    "INTERNAL_ERROR",
+    "internal_error_line",
 ]
+
+#: the body of every 500, on every protocol (copied before it is changed)
+INTERNAL_ERROR: Dict[str, Any] = {"error": "Internal Server Error"}
+
+
+def internal_error_line() -> bytes:
+    """``INTERNAL_ERROR`` as JSON bytes, for writers that cannot render."""
+    return b'{"error": "Internal Server Error"}'
+
 
 
 class HTTPError(Exception):

@@ -8,104 +8,22 @@ from __future__ import annotations
 
 from email.parser import BytesParser
 from email.policy import HTTP as _HTTP_POLICY
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from .codec import DecodeError, loads_json
-from .errors import BadRequest
+from .errors import BadRequest, HTTPError, NotFound
+from .headers import DictHeaders, Headers, UploadedFile
+from .responses import HTTPJSONResponse
 
 if TYPE_CHECKING:  # pragma: no cover
     from xml.etree.ElementTree import Element
 
-    from twisted.web.http_headers import Headers as TwistedHeaders
     from twisted.web.server import Request as TwistedRequest
 
-    from .background import BackgroundTasks
+    from ..jobs import BackgroundTasks
 
-__all__ = ["Request", "HTTPRequest", "TCPRequest", "Headers", "UploadedFile"]
-
-
-class Headers(Mapping[str, str]):
-    """Case-insensitive, read-only view of request headers (str values).
-
-    ``headers["x"]`` / ``.get("x")`` give the last value; ``.getlist("x")``
-    all of them.
-    """
-
-    __slots__ = ("_raw",)
-
-    def __init__(self, raw: "TwistedHeaders") -> None:
-        self._raw = raw
-
-    def getlist(self, name: str) -> List[str]:
-        values = self._raw.getRawHeaders(name.encode("latin-1", "replace"))
-        return [v.decode("latin-1") for v in values] if values else []
-
-    def __getitem__(self, name: str) -> str:
-        if not isinstance(name, str):
-            raise KeyError(name)
-        values = self._raw.getRawHeaders(name.encode("latin-1", "replace"))
-        if not values:
-            raise KeyError(name)
-        return values[-1].decode("latin-1")
-
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        try:
-            return self[name]
-        except KeyError:
-            return default
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._raw.hasHeader(name.encode("latin-1", "replace"))
-
-    def __iter__(self) -> Iterator[str]:
-        for key, _ in self._raw.getAllRawHeaders():
-            yield key.decode("latin-1")
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self._raw.getAllRawHeaders())
-
-    def __repr__(self) -> str:
-        return f"Headers({dict(self.items())!r})"
-
-
-class DictHeaders(Mapping[str, str]):
-    """Case-insensitive headers from a plain dict (TCP requests may carry some)."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Optional[Mapping[str, Any]] = None) -> None:
-        self._data = {str(k).lower(): (str(k), str(v)) for k, v in (data or {}).items()}
-
-    def __getitem__(self, name: str) -> str:
-        return self._data[name.lower()][1]
-
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        item = self._data.get(name.lower()) if isinstance(name, str) else None
-        return default if item is None else item[1]
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._data
-
-    def __iter__(self) -> Iterator[str]:
-        return (k for k, _ in self._data.values())
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-class UploadedFile:
-    """A file field of a multipart form."""
-
-    __slots__ = ("filename", "content_type", "data")
-
-    def __init__(self, filename: str, content_type: str, data: bytes) -> None:
-        self.filename = filename
-        self.content_type = content_type
-        self.data = data
-
-    def __repr__(self) -> str:
-        return f"UploadedFile({self.filename!r}, {self.content_type!r}, {len(self.data)} bytes)"
+__all__ = ["Request", "HTTPRequest", "TCPRequest", "Headers", "DictHeaders", "UploadedFile"]
 
 
 class Request:
@@ -121,10 +39,21 @@ class Request:
     def bg(self) -> "BackgroundTasks":
         """Background jobs to start after the response (made on first use)."""
         if self._bg is None:
-            from .background import BackgroundTasks
+            from ..jobs import BackgroundTasks
 
             self._bg = BackgroundTasks(self._jobs)
         return self._bg
+
+    def find_handler(self, router: Any) -> Any:
+        """The handler for this request (raises ``NotFound`` and the like):
+        each kind of request knows which table of the router it is served from."""
+        raise NotImplementedError
+
+    def error_value(self, exc: Optional[HTTPError], body: Dict[str, Any]) -> Any:
+        """The value that answers this request with an error: ``exc`` is the
+        ``HTTPError`` raised (None for an unexpected exception), ``body`` its
+        JSON body."""
+        raise NotImplementedError
 
     def validate(self) -> None:
         """Raise ``BadRequest`` if the payload is malformed (called before the handler)."""
@@ -336,6 +265,17 @@ class HTTPRequest(Request):
         port = getattr(addr, "port", 0)
         return (host if host is not None else str(addr), port)
 
+    def find_handler(self, router: Any) -> Any:
+        handler, self.path_params = router.http_handler(self.method, self.path)
+        if self.method in _BODY_METHODS:  # a bad body is a 400 before the handler runs
+            self.validate()
+        return handler
+
+    def error_value(self, exc: Optional[HTTPError], body: Dict[str, Any]) -> Any:
+        if exc is None:
+            return HTTPJSONResponse(body, 500)
+        return HTTPJSONResponse(body, exc.status, exc.headers)
+
     def validate(self) -> None:
         if self.method in _BODY_METHODS and self._is_json():
             try:
@@ -388,6 +328,20 @@ class TCPRequest(Request):
     @property
     def method(self) -> str:
         return "TCP"
+
+    @property
+    def transport(self) -> str:
+        """What carried the command: ``"tcp"`` (or ``"websocket"``, §14)."""
+        connection = self.connection
+        return connection.transport_name if connection is not None else "tcp"
+
+    def find_handler(self, router: Any) -> Any:
+        return router.command_handler(self.command)
+
+    def error_value(self, exc: Optional[HTTPError], body: Dict[str, Any]) -> Any:
+        if isinstance(exc, NotFound):
+            return {"error": "Command not found", "command": self.command}
+        return body
 
     @property
     def path(self) -> str:

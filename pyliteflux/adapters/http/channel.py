@@ -25,17 +25,15 @@ from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 from zope.interface import implementer
 
+from ...twisted_internals import header_bytes_so_far, headers_over_limits, in_request_headers
+
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Config
+    from ...config import Config
 
 __all__ = ["GuardedChannel", "GuardedRequest", "ConnectionLimiter"]
 
 _log = Logger(namespace="pyliteflux.http")
 _RATE_WINDOW = 10.0
-
-
-def _ignore(*_: Any) -> None:
-    """Stands in for the channel's input methods once a connection is refused."""
 
 
 def _error_bytes(status: int, reason: str, message: str) -> bytes:
@@ -117,13 +115,9 @@ class GuardedChannel(HTTPChannel):
         if self.header_timeout:
             self._header_call = self.callLater(self.header_timeout / 2, self._tick_headers)
 
-    def _in_headers(self) -> bool:
-        return bool(self.line_mode and not self._handlingRequest
-                    and (self._buffer or self._receivedHeaderSize))
-
     def _tick_headers(self) -> None:
         self._header_call = None
-        if self._in_headers():
+        if in_request_headers(self):
             if self._watch_mark == self._headers_done:
                 self._watch_count += 1
                 if self._watch_count >= 3:
@@ -158,16 +152,13 @@ class GuardedChannel(HTTPChannel):
             self.body_bytes = 0
             self._rate_mark = 0
             self._rate_call = self.callLater(_RATE_WINDOW, self._check_body_rate)
-            # only requests with a body pay for the hook that stops the timer
-            self.allContentReceived = self._body_complete  # type: ignore[method-assign]
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         """(Twisted's hook for a malformed request line, header, length or
         chunk, and for too many or too large headers) the same answer and
         close, with a JSON body like our other errors: 431 when the headers
         were too many or too large in total, else 400."""
-        if (self._receivedHeaderSize > self.totalHeadersSize
-                or self._receivedHeaderCount > self.maxHeaders):
+        if headers_over_limits(self):
             self.reject(431, "Request Header Fields Too Large",
                         "Request Header Fields Too Large")
         else:
@@ -176,7 +167,7 @@ class GuardedChannel(HTTPChannel):
     def lineLengthExceeded(self, line: bytes) -> None:
         """A request line or header line longer than ``MAX_LENGTH`` (16 KiB):
         answer 414 or 431 (Twisted's channel would just close)."""
-        if self._receivedHeaderSize == 0 and not self._handlingRequest:
+        if header_bytes_so_far(self) == 0 and not self._handlingRequest:
             self.reject(414, "URI Too Long", "URI Too Long")
         else:
             self.reject(431, "Request Header Fields Too Large",
@@ -195,10 +186,13 @@ class GuardedChannel(HTTPChannel):
         self._rate_mark = self.body_bytes
         self._rate_call = self.callLater(_RATE_WINDOW, self._check_body_rate)
 
-    def _body_complete(self) -> None:
-        self._cancel("_rate_call")
-        del self.allContentReceived  # back to the class's method
-        HTTPChannel.allContentReceived(self)
+    def allContentReceived(self) -> None:
+        if self.rejected:  # a body cut off (over the size limit): its request never runs
+            return
+        if self._rate_call is not None:
+            self._cancel("_rate_call")
+        super().allContentReceived()
+
 
     # -- half-close ------------------------------------------------------------------
 
@@ -222,10 +216,11 @@ class GuardedChannel(HTTPChannel):
         self._cancel("_header_call")
         self._cancel("_rate_call")
         self.setTimeout(None)
-        # whatever else this connection sends is ignored, and a request whose
-        # body was being read (a chunked body over the limit) never runs
-        self.lineReceived = self.rawDataReceived = _ignore  # type: ignore[method-assign, assignment]
-        self.allContentReceived = _ignore  # type: ignore[method-assign]
+        # whatever else this connection sends is ignored: the line parser
+        # stops (LineReceiver's ``paused``), a body being read is dropped
+        # (``handleContentChunk``) and its request never runs
+        # (``allContentReceived``)
+        self.paused = True
         self.transport.write(_error_bytes(status, reason, message))
         self.transport.loseConnection()
 
@@ -236,6 +231,9 @@ class GuardedChannel(HTTPChannel):
         limiter = getattr(self, "limiter", None)
         if limiter is not None:
             limiter.release(self)
+        forget = getattr(self.factory, "forget", None)  # our Site tracks its channels
+        if forget is not None:
+            forget(self)
         super().connectionLost(reason)
 
 

@@ -19,8 +19,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from .context import new_context
-from .errors import ServiceUnavailable
+from .core.context import new_context
+from .core.errors import ServiceUnavailable
 
 __all__ = ["BackgroundTasks", "JobRunner", "JobStats"]
 
@@ -106,6 +106,9 @@ class JobRunner:
         self.stats = JobStats()
         self._inflight: Set[Deferred[Any]] = set()
         self.accepting = True
+        #: when set, ``submit`` hands every job to it instead of running it
+        #: (``pyliteflux.testing``'s synchronous or capturing jobs)
+        self.interceptor: Optional[Callable[..., Deferred[Any]]] = None
 
     @property
     def reactor(self) -> Any:
@@ -169,8 +172,17 @@ class JobRunner:
         for func, args, kwargs in jobs:
             self.submit(func, *args, **kwargs)
 
+    def start_after(self, request: Any) -> None:
+        """Start the jobs a request queued (``request.bg``), once its response
+        is out: every adapter calls this at that moment."""
+        bg = request._bg
+        if bg:
+            self.submit_all(bg.take())
+
     def submit(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Deferred[Any]:
         """Start a job now; the Deferred fires when it ends (never errbacks)."""
+        if self.interceptor is not None:
+            return self.interceptor(func, *args, **kwargs)
         name = getattr(func, "__qualname__", repr(func))
         ctx = new_context()
         if inspect.iscoroutinefunction(func):

@@ -15,9 +15,8 @@ stop reading that client, and a client that falls more than
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IHalfCloseableProtocol, IPushProducer, ITCPTransport
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -25,157 +24,33 @@ from twisted.protocols.basic import LineOnlyReceiver
 from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
-from .codec import (
-    DecodeError,
-    data_to_xml,
-    dumps_json,
-    dumps_json_line,
-    loads_json,
-    parse_xml,
-    xml_to_data,
-)
-from .pipeline import _PLAIN
-from .requests import TCPRequest
-from .responses import HTTPResponse, StreamResponse
-from .writethrough import can_write_through, send
+from ...core.codec import data_to_xml, dumps_json_line
+from ...core.errors import INTERNAL_ERROR
+from ...core.requests import TCPRequest
+from ...push.target import TopicsMixin
+from ...twisted_internals import can_write_through, send_now
+from ..common import AdapterContext, ConnectionSet, cancel_if_pending, when_done
+from .lines import BOM, LineError, encode_reply, parse_line
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .server import Server
-
-__all__ = ["LineProtocol", "LineFactory", "parse_line", "encode_reply", "encode_push", "ParsedLine"]
+__all__ = ["LineProtocol", "LineFactory"]
 
 _log = Logger(namespace="pyliteflux.tcp")
 
-#: (command, data, data_type, request id, parsed XML element, headers)
-ParsedLine = Tuple[str, Any, str, Any, Any, Optional[Dict[str, Any]]]
-
-
-class LineError(Exception):
-    """A line that cannot become a request; answered with an error line."""
-
-    def __init__(self, message: str, data_type: str = "json", request_id: Any = None,
-                 **extra: Any) -> None:
-        super().__init__(message)
-        self.message = message
-        self.data_type = data_type
-        self.request_id = request_id
-        self.extra = extra
-
-    def body(self) -> Dict[str, Any]:
-        return {"error": self.message, **self.extra}
-
-
-_BOM = b"\xef\xbb\xbf"
-
-
-def parse_line(line: bytes) -> ParsedLine:
-    """Decode one request line; raises ``LineError`` for anything malformed."""
-    first = line[:1]
-    if first in (b" ", b"\t"):
-        first = line.lstrip()[:1]
-    data_type = "json" if first == b"{" else "xml" if first == b"<" else "raw"
-    try:
-        text = line.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LineError("Invalid UTF-8", data_type) from None
-    if data_type == "json":
-        try:
-            obj = loads_json(text)
-        except DecodeError as exc:
-            raise LineError("Invalid JSON", "json", detail=str(exc)) from None
-        if not isinstance(obj, dict):
-            raise LineError("A JSON request must be an object", "json")
-        request_id = obj.get("id")
-        command = obj.get("command")
-        if not isinstance(command, str) or not command:
-            raise LineError("Missing or invalid 'command'", "json", request_id)
-        headers = obj.get("headers")
-        if headers is not None and not isinstance(headers, dict):
-            raise LineError("'headers' must be an object", "json", request_id)
-        return command, obj.get("data"), "json", request_id, None, headers
-    if data_type == "xml":
-        try:
-            element = parse_xml(text)
-        except DecodeError as exc:
-            raise LineError("Invalid XML", "xml", detail=str(exc)) from None
-        request_id = element.get("id")
-        command = element.get("command")
-        if element.tag != "request" or not command:
-            raise LineError("Expected <request command=\"...\">", "xml", request_id)
-        return command, xml_to_data(element), "xml", request_id, element, None
-    parts = text.strip().split(None, 1)
-    return parts[0], (parts[1] if len(parts) > 1 else ""), "raw", None, None, None
-
-
-def _one_line(text: str) -> str:
-    return (text.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
-
-
-def _plain(value: Any) -> Any:
-    """The payload a TCP reply carries for a handler's return value."""
-    if isinstance(value, HTTPResponse):
-        return value.data
-    if isinstance(value, tuple) and len(value) in (2, 3) and isinstance(value[1], int):
-        return _plain(value[0])
-    if isinstance(value, StreamResponse):
-        value.close()
-        return {"error": "StreamResponse is not supported over TCP"}
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return value
-
-
-def encode_reply(value: Any, data_type: str, request_id: Any = None,
-                 encoder: Optional[type] = None) -> bytes:
-    """One reply line (without the newline) in the request's format."""
-    if type(value) is dict and data_type == "json" and encoder is None:  # the common case
-        if request_id is not None:
-            value = {**value, "id": request_id}
-        return dumps_json(value)
-    if isinstance(value, HTTPResponse):
-        encoder = getattr(value, "json_encoder", None) or encoder
-    value = _plain(value)
-    if data_type == "xml":
-        attrs = {"id": str(request_id)} if request_id is not None else None
-        return data_to_xml("response", value, attrs, default=_xml_default(encoder))
-    if data_type == "raw":
-        if isinstance(value, str):
-            return _one_line(value).encode("utf-8")
-        if isinstance(value, (dict, list)):
-            return dumps_json_line(value, encoder)
-        return _one_line("" if value is None else str(value)).encode("utf-8")
-    if request_id is not None:
-        value = {**value, "id": request_id} if isinstance(value, dict) else {
-            "id": request_id, "result": value}
-    return dumps_json_line(value, encoder)
-
-
-def _xml_default(encoder: Optional[type]) -> Any:
-    """What XML replies use for values XML has no form for: the JSON
-    encoder's ``default`` when the response names one (else none: a 500)."""
-    return encoder().default if encoder is not None else None
-
-
-def encode_push(message: Any, data_type: str) -> bytes:
-    """A push line for a client that speaks ``data_type``."""
-    if data_type == "xml":
-        return data_to_xml("push", message)
-    return dumps_json_line({"type": "push", "data": message})
-
-
 @implementer(IPushProducer, IHalfCloseableProtocol)
-class LineProtocol(LineOnlyReceiver, TimeoutMixin):
-    """One TCP client connection."""
+class LineProtocol(LineOnlyReceiver, TimeoutMixin, TopicsMixin):
+    """One TCP client connection; a push target while it is kept alive."""
 
     delimiter = b"\n"
     transport: Any  # a Twisted transport (zope interfaces type poorly)
+    transport_name = "tcp"
+    factory: "LineFactory"
 
-    def __init__(self, server: "Server") -> None:
-        self.server = server
-        self._dispatch = server.pipeline.dispatch
-        self._jobs = server.jobs
-        config = server.config
+    def __init__(self, context: AdapterContext) -> None:
+        self.context = context
+        self.hub = context.hub
+        self._dispatch = context.dispatch
+        self._jobs = context.jobs
+        config = self._config = context.config
         self.MAX_LENGTH = config.max_line_length
         self.keep_alive = config.tcp_keep_alive
         self._max_output = config.max_output_buffer
@@ -209,34 +84,33 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         self.client_id = f"{host}:{port}"
         factory = self.factory
         factory.count += 1
-        if factory.count > self.server.config.max_tcp_connections:
+        if factory.count > self._config.max_tcp_connections:
             _log.warn("refusing {client}: too many TCP connections", client=self.client_id)
             self._write_line(dumps_json_line({"error": "Too many connections"}))
             self.close()
             return
         self.transport.registerProducer(self, True)
         self._direct = can_write_through(self.transport)
-        if self.server.config.tcp_keepalive_probes and ITCPTransport.providedBy(self.transport):
+        if self._config.tcp_keepalive_probes and ITCPTransport.providedBy(self.transport):
             self.transport.setTcpKeepAlive(True)  # the kernel notices dead peers
         if self.keep_alive:
-            self.server.connections.register(self.client_id, self)
+            self.hub.register(self)
             self.registered = True
-        idle = self.server.config.tcp_idle_timeout
+        idle = self._config.tcp_idle_timeout
         if idle:
             self.setTimeout(idle)
 
     def connectionLost(self, reason: Any = None) -> None:
         self.factory.count -= 1
+        self.factory.forget(self)
         self.closing = True
         self.setTimeout(None)
         if self.registered:
-            self.server.connections.unregister(self.client_id, self)
+            self.hub.unregister(self)
             self.registered = False
-        for slot in self._pending:
-            pending = slot[2]
-            if pending is not None and not pending.called:
-                pending.cancel()
-        self._pending = []
+        pending, self._pending = self._pending, []
+        for slot in pending:
+            cancel_if_pending(slot[2])
 
     def timeoutConnection(self) -> None:
         if self._pending:  # a command still in flight: not idle; look again later
@@ -245,6 +119,11 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         _log.info("closing idle TCP client {client}", client=self.client_id)
         self._write_line(encode_reply({"error": "Idle timeout"}, self.data_type))
         self.close()
+
+    @property
+    def push_format(self) -> str:
+        """Pushes follow the format of the client's latest request."""
+        return "xml-line" if self.data_type == "xml" else "json-line"
 
     @property
     def pending_count(self) -> int:
@@ -336,7 +215,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
     def lineReceived(self, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
-        if line.startswith(_BOM):  # a byte-order mark (once) before the request
+        if line.startswith(BOM):  # a byte-order mark (once) before the request
             line = line[3:]
         if len(line) > self.MAX_LENGTH:
             self.lineLengthExceeded(line)
@@ -359,11 +238,10 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             headers=headers, connection=self, client_id=self.client_id,
         )
         value = self._dispatch(request)
-        if type(value) not in _PLAIN and isinstance(value, Deferred):
-            slot: List[Any] = [None, request, value]
+        slot: List[Any] = [None, request, None]
+        if when_done(value, self._async_done, self._async_failed, slot) is not None:
+            slot[2] = value
             self._pending.append(slot)
-            value.addCallback(self._async_done, slot)
-            value.addErrback(self._async_failed, slot)
             if len(self._pending) >= self._max_pending:
                 self._pause_reading("pending")
         elif self._pending:
@@ -376,7 +254,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             return encode_reply(value, request.data_type, request.id)
         except Exception:
             _log.failure("cannot encode the reply to {request!r}", request=request)
-            return encode_reply({"error": "Internal Server Error"}, request.data_type, request.id)
+            return encode_reply(INTERNAL_ERROR, request.data_type, request.id)
 
     def _queue_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
         if self._pending:
@@ -392,8 +270,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
     def _async_failed(self, failure: Any, slot: List[Any]) -> None:
         if self.closing:
             return
-        _log.failure("TCP request failed", failure=failure)
-        slot[0] = encode_reply({"error": "Internal Server Error"}, slot[1].data_type, slot[1].id)
+        slot[0] = encode_reply(INTERNAL_ERROR, slot[1].data_type, slot[1].id)
         slot[2] = None
         self._flush()
 
@@ -429,8 +306,8 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
     def _send_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
         if not self.push_line(line + b"\n"):
             return
-        if request is not None and request._bg:
-            self.server.jobs.submit_all(request._bg.take())
+        if request is not None:
+            self._jobs.start_after(request)
         if not self.keep_alive:
             self.close()
 
@@ -447,7 +324,7 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
         if self.closing:
             return False
         if self._direct:
-            send(self.transport, data)  # straight to the socket when nothing is queued
+            send_now(self.transport, data)  # straight to the socket when nothing is queued
         else:
             self.transport.write(data)
         if self._output_paused:
@@ -455,10 +332,13 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             if self._unsent > self._max_output:
                 _log.warn("disconnecting slow TCP client {client}: over {limit} bytes unsent",
                           client=self.client_id, limit=self._max_output)
+                self.hub.stats.drop("slow_consumer")
                 self.closing = True
                 self.transport.abortConnection()
                 return False
         return True
+
+    send_push = push_line  # the push-target side: payloads end in their newline
 
     def send_shutdown(self) -> None:
         """Tell the client the server is going away, then close cleanly."""
@@ -469,17 +349,46 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin):
             self.close()
 
 
-class LineFactory(Factory):
-    """Builds ``LineProtocol`` connections for a server and counts them."""
+class LineFactory(Factory, ConnectionSet):
+    """Builds ``LineProtocol`` connections, counts them, and drains them on
+    shutdown (the ``service.shutdown.Drainable`` side of TCP)."""
 
     protocol = LineProtocol  # type: ignore[assignment]
     noisy = False
+    side = "tcp"
 
-    def __init__(self, server: "Server") -> None:
-        self.server = server
+    def __init__(self, context: AdapterContext) -> None:
+        self.context = context
         self.count = 0
 
-    def buildProtocol(self, addr: Any) -> LineProtocol:
-        proto = LineProtocol(self.server)
+    def buildProtocol(self, addr: Any) -> LineProtocol:  # type: ignore[override]
+        proto = LineProtocol(self.context)
         proto.factory = self
+        self.track(proto)
         return proto
+
+    # -- Drainable ---------------------------------------------------------------------
+
+    def close_idle(self) -> None:
+        """Nothing to do: a TCP client is told goodbye in ``say_goodbye``."""
+
+    def busy(self) -> List[str]:
+        return [f"{p.client_id} ({p.pending_count} pending)" for p in self if p.pending_count]
+
+    def say_goodbye(self) -> int:
+        """Send each client a ``{"type": "shutdown"}`` line and close it
+        cleanly (its queued output is flushed first). Returns how many."""
+        told = 0
+        for proto in self:
+            if not proto.closing and proto.transport is not None:
+                proto.send_shutdown()
+                told += 1
+        return told
+
+    def abort(self) -> List[str]:
+        aborted = []
+        for proto in self:
+            aborted.append(f"tcp {proto.client_id}")
+            if proto.transport is not None:
+                proto.transport.abortConnection()
+        return aborted

@@ -1,0 +1,112 @@
+"""What every adapter shares: the narrow view of the app it is given, the
+bookkeeping of its open connections, and the steps each one takes around
+the pipeline.
+
+An adapter turns bytes from one transport into our requests, hands them to
+``context.dispatch`` (the one pipeline), writes the value that comes back,
+then starts the request's background jobs. It never sees the ``Server``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set
+
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.logger import Logger
+
+from ..core.errors import INTERNAL_ERROR
+from ..core.pipeline import is_deferred
+
+__all__ = ["AdapterContext", "ConnectionSet", "when_done", "cancel_if_pending",
+           "INTERNAL_ERROR"]
+
+_log = Logger(namespace="pyliteflux.adapters")
+
+
+class AdapterContext:
+    """The parts of an app an adapter uses, and nothing else.
+
+    ``dispatch(request)`` runs the pipeline (a value, or a Deferred of it
+    that never errbacks); ``jobs`` starts background jobs; ``hub`` takes
+    push targets; ``config`` is the live config; ``reactor`` is resolved
+    lazily (the global one unless the app was given another).
+    """
+
+    __slots__ = ("dispatch", "jobs", "config", "hub", "_reactor", "shared")
+
+    def __init__(self, dispatch: Callable[[Any], Any], jobs: Any, config: Any, hub: Any,
+                 reactor: Callable[[], Any]) -> None:
+        self.dispatch = dispatch
+        self.jobs = jobs
+        self.config = config
+        self.hub = hub
+        self._reactor = reactor
+        #: objects adapters share between their factories (the HTTP resource)
+        self.shared: Dict[str, Any] = {}
+
+    @property
+    def reactor(self) -> Any:
+        return self._reactor()
+
+
+class ConnectionSet:
+    """The open connections of one factory, for graceful shutdown.
+
+    A factory mixes this in, calls ``track(proto)`` from its own
+    ``buildProtocol`` and its protocols call ``forget(self)`` from their
+    ``connectionLost``: tracking is the factory's own code, not a wrapper.
+    """
+
+    def _open(self) -> Set[Any]:
+        opened = self.__dict__.get("_open_connections")
+        if opened is None:
+            opened = self.__dict__["_open_connections"] = set()
+        return opened
+
+    def track(self, proto: Any) -> None:
+        self._open().add(proto)
+
+    def forget(self, proto: Any) -> None:
+        self._open().discard(proto)
+
+    def connections(self) -> List[Any]:
+        """A snapshot of the open connections."""
+        return list(self._open())
+
+    def open_count(self) -> int:
+        return len(self._open())
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.connections())
+
+
+def when_done(value: Any, done: Callable[..., Any], failed: Callable[..., Any],
+              *args: Any) -> Optional[Deferred[Any]]:
+    """If the pipeline's ``value`` is still to come, call ``done(result, *args)``
+    when it is and return the Deferred (to cancel if the client goes);
+    otherwise return None and let the caller write ``value`` now.
+
+    The pipeline itself never errbacks, so a failure that reaches
+    ``failed(failure, *args)`` is a bug in ``done`` (the writer) or a
+    cancellation: it is logged here, unless it is a cancellation, and
+    ``failed`` answers the client with ``INTERNAL_ERROR`` if it still can.
+    """
+    if not is_deferred(value):
+        return None
+    value.addCallback(done, *args)
+    value.addErrback(_writer_failed, failed, args)
+    return value
+
+
+def _writer_failed(failure: Any, failed: Callable[..., Any], args: Any) -> None:
+    if failure.check(CancelledError):
+        return None
+    _log.failure("unexpected error writing a response", failure=failure)
+    failed(failure, *args)
+    return None
+
+
+def cancel_if_pending(pending: Optional[Deferred[Any]]) -> None:
+    """The client went away: stop the handler's work (its Deferred is cancelled)."""
+    if pending is not None and not pending.called:
+        pending.cancel()
