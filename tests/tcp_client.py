@@ -24,7 +24,7 @@ def exchange(port, data, half_close=False, wait=0.0, host="127.0.0.1", timeout=1
         while True:
             try:
                 chunk = s.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
             if not chunk:
                 break

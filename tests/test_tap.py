@@ -34,9 +34,9 @@ from twisted.trial import unittest
 
 from pyliteflux import tap
 from pyliteflux.adapters.http.site import Site
-from pyliteflux.core.routing import Router
-from pyliteflux.app import Server
 from pyliteflux.adapters.tcp import LineFactory
+from pyliteflux.app import Server
+from pyliteflux.core.routing import Router
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCAL = "tcp:0:interface=127.0.0.1"

@@ -3,6 +3,7 @@
 import pytest_twisted
 import treq
 from twisted.internet import defer, reactor, task
+from twisted.internet.error import ConnectionDone
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pyliteflux import Route, Router, Server
@@ -72,7 +73,7 @@ class TestClientTests(TestCase):
         self.assertEqual(await a.send("who"), a.client_id)
         self.assertEqual(set(server.connections), {a.client_id, b.client_id})
         b.close()
-        with self.assertRaises(Exception):
+        with self.assertRaises(ConnectionDone):
             await b.send("who")
 
 
@@ -95,8 +96,8 @@ class LoadAppTests(SynchronousTestCase):
         self.assertEqual(len(middleware.middleware_manager), 2)
 
     def test_factory_attribute(self):
-        import types
         import sys
+        import types
 
         module = types.ModuleType("fake_app_module")
         module.make = lambda: Server(router=Router())

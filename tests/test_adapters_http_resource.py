@@ -312,4 +312,3 @@ class DisconnectTests(TestCase):
         request.processingFailed(Failure(ConnectionLost()))
         self.assertTrue(pending.called)  # cancelled
         self.assertEqual(request.written, [])  # nothing written after the client left
-        self.flushLoggedErrors()

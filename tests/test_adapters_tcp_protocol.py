@@ -390,7 +390,7 @@ class PushTests(TestCase):
         self.assertTrue(slow.closed)
         self.assertNotIn(slow.client_id, self.server.connections)
         self.assertEqual(len(fast.pushes), 20)
-        self.flushLoggedErrors()
+        self.assertEqual(self.server.hub.stats.dropped["slow_consumer"], 1)
 
     def test_connection_cap(self):
         self.server.config.max_tcp_connections = 2
@@ -493,7 +493,7 @@ class LoopbackTests(TestCase):
         self.assertNotIn(slow_id, server.connections)
         self.assertEqual(len(server.connections), 1)
         self.assertEqual(await fast.request({"command": "echo", "data": 1}), 1)
-        self.flushLoggedErrors()
+        self.assertEqual(server.hub.stats.dropped["slow_consumer"], 1)
 
     async def test_keep_alive_off_over_a_socket(self):
         server, _ = make(tcp_keep_alive=False)

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import treq
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ConnectionRefusedError
 from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -61,7 +61,7 @@ class ListenTests(TestCase):
         await running.stop()
         await client.closed
         self.assertIn({"type": "shutdown"}, client.lines)
-        with self.assertRaises(Exception):
+        with self.assertRaises(ConnectionRefusedError):
             await treq.get(running.url("/hello"), persistent=False)
 
 

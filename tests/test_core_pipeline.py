@@ -57,10 +57,10 @@ class FastPathTests(SynchronousTestCase):
         self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
 
     def test_http_errors_become_json_responses(self):
-        from pyliteflux.core.errors import HTTPError
-        from pyliteflux.core.pipeline import error_value
         from twisted.web.test.requesthelper import DummyRequest
 
+        from pyliteflux.core.errors import HTTPError
+        from pyliteflux.core.pipeline import error_value
         from pyliteflux.core.requests import HTTPRequest
 
         value = error_value(HTTPRequest(DummyRequest([b""])), HTTPError("nope", 418))

@@ -2,10 +2,9 @@
 
 import threading
 
+import treq
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
-
-import treq
 
 from pyliteflux import Router, Server, g
 from pyliteflux.jobs import JobRunner

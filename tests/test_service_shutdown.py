@@ -17,8 +17,8 @@ from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisc
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from pyliteflux.core.routing import Router
 from pyliteflux.app import Server
+from pyliteflux.core.routing import Router
 
 ENDPOINTS = {"http": ["tcp:0:interface=127.0.0.1"], "tcp": ["tcp:0:interface=127.0.0.1"]}
 SHUTDOWN_LINE = b'{"type": "shutdown"}\n'

@@ -2,7 +2,7 @@
 
 Every server listens on 127.0.0.1, port 0, with its own ``Router``. Nothing
 sleeps: tests wait on Deferreds fired by the generators and clients they
-control. Runs under ``trial tests.test_streaming`` and ``pytest``.
+control. Runs under ``trial tests.test_core_streaming`` and ``pytest``.
 """
 
 from __future__ import annotations
