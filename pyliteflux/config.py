@@ -66,6 +66,50 @@ def _optional_endpoint(value: Any) -> Optional[str]:
     return "must be None or a Twisted endpoint string"
 
 
+def _choice(*choices: str) -> Callable[[Any], Optional[str]]:
+    def check(value: Any) -> Optional[str]:
+        return None if value in choices else f"must be one of {', '.join(map(repr, choices))}"
+    return check
+
+
+def _push_backend(value: Any) -> Optional[str]:
+    if value == "local" or (isinstance(value, str) and value.startswith(("redis://",
+                                                                          "rediss://"))):
+        return None
+    return "must be 'local' or a Redis URL redis://[:password@]host:port/db"
+
+
+def _optional_name(value: Any) -> Optional[str]:
+    if value is None or (isinstance(value, str) and value.strip() and not any(
+            c.isspace() for c in value)):
+        return None
+    return "must be None or a non-empty name without spaces"
+
+
+def _name(value: Any) -> Optional[str]:
+    return "must not be None" if value is None else _optional_name(value)
+
+
+def _optional_path(value: Any) -> Optional[str]:
+    if value is None or (isinstance(value, str) and value.startswith("/")
+                         and not any(c.isspace() or c in "?#" for c in value)):
+        return None
+    return "must be None or a path starting with /"
+
+
+def _positive_number(value: Any) -> Optional[str]:
+    problem = _non_negative_number(value)
+    if problem is None and value == 0:
+        return "must be > 0"
+    return problem
+
+
+def _str_list(value: Any) -> Optional[str]:
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) and v for v in value):
+        return None
+    return "must be a list of non-empty strings"
+
+
 @dataclass(frozen=True)
 class ConfigKey:
     """One configuration key: its default, its check, and what it means."""
@@ -123,8 +167,32 @@ CONFIG_KEYS: Tuple[ConfigKey, ...] = (
               "seconds stop() waits for in-flight work and background jobs"),
     ConfigKey("request_id_header", False, _check_bool,
               "send each HTTP request's g.request_id as an X-Request-ID header"),
+    # -- part two (SPEC §12-17) --
     ConfigKey("max_topics_per_connection", 100, _positive_int,
               "topics one push target may subscribe to; one more is a ValueError"),
+    ConfigKey("push_backend", "local", _push_backend,
+              '"local" (in process) or a Redis URL redis://[:password@]host:port/db'),
+    ConfigKey("node_id", None, _optional_name,
+              'this node\'s name in presence and logs (None: "<hostname>-<pid>")'),
+    ConfigKey("cluster_prefix", "pyliteflux", _name,
+              "prefix of every Redis channel and key (apps can share one Redis)"),
+    ConfigKey("presence_ttl", 30.0, _positive_number,
+              "seconds after which a node that stopped refreshing drops out of presence"),
+    ConfigKey("websocket_path", "/ws", _optional_path,
+              "WebSocket endpoint on every HTTP listener (None: off)"),
+    ConfigKey("websocket_origins", [], _str_list,
+              'origins allowed besides same-origin; ["*"] allows all'),
+    ConfigKey("websocket_ping_interval", 30.0, _non_negative_number,
+              "seconds between WebSocket pings; no pong within one interval closes (0: off)"),
+    ConfigKey("sse_path", "/events", _optional_path,
+              "SSE push endpoint on every HTTP listener (None: off)"),
+    ConfigKey("workers", 1, _positive_int, "processes serving the same listeners"),
+    ConfigKey("metrics_endpoint", None, _optional_endpoint,
+              "Twisted endpoint string serving /metrics, /healthz and /readyz (None: off)"),
+    ConfigKey("log_format", "text", _choice("text", "json"),
+              'log events as text lines or as one JSON object per line ("json")'),
+    ConfigKey("http_engine", "twisted", _choice("twisted", "llhttp"),
+              '"twisted" (a twisted.web Site) or "llhttp" (httptools, our own HTTP/1.1)'),
 )
 
 _KEYS: Dict[str, ConfigKey] = {key.name: key for key in CONFIG_KEYS}
@@ -139,7 +207,9 @@ class Config:
 
     def __init__(self, **values: Any) -> None:
         for key in CONFIG_KEYS:
-            object.__setattr__(self, key.name, key.default)
+            default = key.default
+            object.__setattr__(self, key.name, list(default) if isinstance(default, list)
+                               else default)
         if values:
             self.update(**values)
 
@@ -207,6 +277,10 @@ def parse_config_value(name: str, text: str) -> Any:
         raise ValueError(f"unknown config key {name!r}")
     text = text.strip()
     default = key.default
+    if text.lower() in ("", "none") and key.check(None) is None:
+        return None
+    if isinstance(default, list):  # comma-separated
+        return [item.strip() for item in text.split(",") if item.strip()]
     if isinstance(default, bool):
         lowered = text.lower()
         if lowered in _TRUE:

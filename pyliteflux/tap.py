@@ -83,7 +83,21 @@ class Options(usage.Options):
          int],
         ["shutdown-timeout", None, None, "Seconds a graceful shutdown may take in total "
          "(config shutdown_timeout).", float],
+        ["push-backend", None, None, "'local' or a Redis URL redis://[:password@]host:port/db "
+         "(config push_backend)."],
+        ["node-id", None, None, "This node's name in presence and logs (config node_id)."],
+        ["workers", "w", None, "Worker processes serving the same listeners (config workers).",
+         int],
+        ["metrics", None, None, "Endpoint string serving /metrics, /healthz and /readyz "
+         "(config metrics_endpoint), e.g. tcp:9100:interface=127.0.0.1."],
+        ["log-format", None, None, "'text' or 'json' (config log_format)."],
+        ["http-engine", None, None, "'twisted' or 'llhttp' (config http_engine)."],
     ]
+
+    #: options that set one config key each: option name -> key
+    config_options = {"push-backend": "push_backend", "node-id": "node_id",
+                      "workers": "workers", "metrics": "metrics_endpoint",
+                      "log-format": "log_format", "http-engine": "http_engine"}
     optFlags = [
         ["keep-alive", "k", "Keep TCP connections open after a reply (needed for push)."],
         ["quiet", "q", "Do not log requests and lifecycle events (config info = false)."],
@@ -139,6 +153,9 @@ class Options(usage.Options):
             values["bg_threads"] = self["threads"]
         if self["shutdown-timeout"] is not None:
             values["shutdown_timeout"] = self["shutdown-timeout"]
+        for option, key in self.config_options.items():
+            if self[option] is not None:
+                values[key] = self[option]
         if self["keep-alive"]:
             values["tcp_keep_alive"] = True
         if self["quiet"]:
@@ -147,7 +164,7 @@ class Options(usage.Options):
             config.update(values)
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
-        for key in ("http_endpoint", "tcp_endpoint"):
+        for key in ("http_endpoint", "tcp_endpoint", "metrics_endpoint"):
             desc = getattr(config, key)
             if desc is not None:
                 check_endpoint(key, desc)
