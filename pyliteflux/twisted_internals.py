@@ -29,8 +29,8 @@ from typing import Any, Dict, List
 
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
-from twisted.web.http import Request as HTTPRequest
 from twisted.web.http_headers import Headers
+from twisted.web.server import Request as WebRequest
 
 __all__ = ["ASSUMPTIONS", "check", "FAST_HEADERS", "raw_headers", "can_write_through",
            "send_now", "in_request_headers", "headers_over_limits", "channel_requests"]
@@ -139,7 +139,7 @@ ASSUMPTIONS = {
         HTTPChannel, "_respondToBadRequestAndDisconnect") else
     ["HTTPChannel._respondToBadRequestAndDisconnect is gone: malformed requests get "
      "Twisted's bare 400"],
-    "Request._handleStar": lambda: [] if hasattr(HTTPRequest, "_handleStar") else
+    "Request._handleStar": lambda: [] if hasattr(WebRequest, "_handleStar") else
     ["Request._handleStar is gone: 'GET *' gets Twisted's answer"],
 }
 

@@ -63,6 +63,7 @@ class PushHub:
         self.connections = ConnectionRegistry()
         self._subscribers: Dict[str, Set[Any]] = {}
         self.backend: PushBackend = backend if backend is not None else LocalBackend()
+        self.backend.attach(self)
         self.stats = PushStats()
         self._max_topics = max_topics
         self._reactor = reactor

@@ -34,6 +34,9 @@ class LocalBackend:
         self.node_id = node_id or default_node_id()
         self.hub: Any = None
 
+    def attach(self, hub: Any) -> None:
+        self.hub = hub
+
     def start(self, hub: Any) -> None:
         self.hub = hub
 

@@ -57,6 +57,9 @@ class PushBackend(Protocol):
     def up(self) -> bool:
         """Whether it can reach the other nodes now (always True when local)."""
 
+    def attach(self, hub: Any) -> None:
+        """Called once by the hub it serves, when the hub is made."""
+
     def start(self, hub: Any) -> Optional[Deferred[Any]]: ...
 
     def stop(self) -> Optional[Deferred[Any]]: ...
