@@ -50,35 +50,36 @@ class AssumptionTests(SynchronousTestCase):
 class WriteThroughTests(TestCase):
     """``send_now`` on a real TCP connection: all at once when idle, the rest queued."""
 
-    async def test_send_now_writes_in_order(self):
+    def test_send_now_writes_in_order(self):
         received = bytearray()
-        done: Deferred = Deferred()
+        closed: Deferred = Deferred()
 
         class Sink(Protocol):
             def dataReceived(self, data):
                 received.extend(data)
-                if len(received) >= 3 * 100_000:
-                    done.callback(None)
+
+            def connectionLost(self, reason):
+                closed.callback(None)
 
         port = reactor.listenTCP(0, Factory.forProtocol(Sink), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        connected: Deferred = Deferred()
-
-        class Source(Protocol):
-            def connectionMade(self):
-                connected.callback(self)
-
         from twisted.internet.endpoints import TCP4ClientEndpoint
 
-        await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
-            Factory.forProtocol(Source))
-        proto = await connected
-        self.addCleanup(proto.transport.loseConnection)
-        self.assertTrue(ti.can_write_through(proto.transport))
-        for byte in b"abc":
-            ti.send_now(proto.transport, bytes([byte]) * 100_000)
-        await done
-        self.assertEqual(bytes(received), b"a" * 100_000 + b"b" * 100_000 + b"c" * 100_000)
+        connecting = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+            Factory.forProtocol(Protocol))
+
+        def send(proto):
+            self.assertTrue(ti.can_write_through(proto.transport))
+            for byte in b"abc":
+                ti.send_now(proto.transport, bytes([byte]) * 100_000)
+            proto.transport.loseConnection()  # after what is queued has been sent
+            return closed
+
+        def check(_):
+            self.assertEqual(bytes(received),
+                             b"a" * 100_000 + b"b" * 100_000 + b"c" * 100_000)
+
+        return connecting.addCallback(send).addCallback(check)
 
     def test_other_transports_do_not_qualify(self):
         self.assertFalse(ti.can_write_through(StringTransport()))
