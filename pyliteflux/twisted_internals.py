@@ -25,7 +25,8 @@ Where a public API can do the same job, the code falls back to it.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from operator import attrgetter
+from typing import Any, Callable, Dict, List
 
 from twisted.logger import Logger
 from twisted.web.http import HTTPChannel
@@ -61,9 +62,9 @@ def _headers_are_a_dict() -> bool:
 FAST_HEADERS = _headers_are_a_dict()
 
 
-def raw_headers(headers: Headers) -> Dict[bytes, List[bytes]]:
-    """The dict behind ``headers`` (only when ``FAST_HEADERS``)."""
-    return headers._rawHeaders  # type: ignore[attr-defined, no-any-return]
+#: ``raw_headers(headers)``: the dict behind ``headers`` (only when ``FAST_HEADERS``);
+#: an ``attrgetter``, so the request fast path pays no Python call for it (# PERF)
+raw_headers: Callable[[Headers], Dict[bytes, List[bytes]]] = attrgetter("_rawHeaders")
 
 
 # -- tcp.Connection's write buffer ----------------------------------------------------------

@@ -61,6 +61,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from .errors import internal_error_line
 from .responses import StreamResponse
 
 __all__ = [
@@ -331,7 +332,7 @@ class StreamProducer:
             # Nothing sent yet: the status can still say what happened.
             request.setResponseCode(500)
             request.responseHeaders.setRawHeaders(b"Content-Type", [b"application/json"])
-            body = b'{"error": "Internal Server Error"}'
+            body = internal_error_line()
             request.responseHeaders.setRawHeaders(b"Content-Length", [b"%d" % len(body)])
             self._end(write_end=False)
             request.write(body)
