@@ -127,8 +127,18 @@ class Pipeline:
                         return _drive(self._after_handler(request, chain, ran, d), ctx)
         except Exception as exc:
             response = self._fail(request, exc)
-        # the response phase, synchronously (``_responses`` is its async twin)
-        index = ran - 1
+        if not ran:
+            return response
+        index, response = self._response_phase(request, chain, ran - 1, response)
+        if index is None:
+            return response
+        return _drive(self._after_response_hook(request, chain, index, response), ctx)
+
+    def _response_phase(self, request: Request, chain: Any, index: int,
+                        response: Any) -> Any:
+        """``process_response`` from ``chain[index]`` down to the first, for as
+        long as each returns a plain value: ``(None, final response)``; at the
+        first awaitable, ``(index to continue from, Deferred to wait on)``."""
         while index >= 0:
             process_response = chain[index][1]
             index -= 1
@@ -139,11 +149,11 @@ class Pipeline:
                 if type(result) not in _PLAIN:
                     d = _awaitable(result)
                     if d is not None:
-                        return _drive(self._after_response_hook(request, chain, index, d), ctx)
+                        return index, d
                 response = result
             except Exception as exc:
                 response = self._fail(request, exc)
-        return response
+        return None, response
 
     def _handle(self, request: Request) -> Any:
         """Route the request and call its handler (raises NotFound etc.)."""
@@ -203,20 +213,15 @@ class Pipeline:
 
     def _responses(self, request: Request, chain: Any, index: int, response: Any) -> _Step:
         """``process_response`` from ``chain[index]`` down to the first, awaiting as needed."""
-        while index >= 0:
-            process_response = chain[index][1]
-            index -= 1
-            if process_response is None:
-                continue
+        while True:
+            next_index, response = self._response_phase(request, chain, index, response)
+            if next_index is None:
+                return response
+            index = next_index
             try:
-                result = process_response(request, response)
-                d = _awaitable(result)
-                if d is not None:
-                    result = yield d
-                response = result
+                response = yield response
             except Exception as exc:
                 response = self._fail(request, exc)
-        return response
 
 
 _NOT_FIRED = object()
