@@ -4,24 +4,27 @@ loopback ports with its own Redis connections, on the one reactor."""
 import itertools
 
 from twisted.internet import defer, reactor, task
+from twisted.logger import globalLogPublisher
+from twisted.trial.unittest import TestCase
 
 from pyliteflux import Router, Server
 from pyliteflux.testing import serve
 
+from .redis_server import RedisServer
 from .tcp_client import LineClient
 
 _prefixes = itertools.count()
 
 
 def until(predicate, timeout=10.0, interval=0.02, what="condition"):
-    """Fires once ``predicate()`` is true (polled on the reactor); errbacks
-    after ``timeout`` seconds."""
+    """Fires once ``predicate()`` is true (polled on the reactor; it may
+    return a Deferred); errbacks after ``timeout`` seconds."""
     deadline = reactor.seconds() + timeout
 
     @defer.inlineCallbacks
     def poll():
         while True:
-            value = predicate()
+            value = yield defer.maybeDeferred(predicate)
             if value:
                 return value
             if reactor.seconds() > deadline:
@@ -97,3 +100,21 @@ class Nodes:
         reply = yield conn.request({"command": "hello"})
         conn.client_id = reply["client_id"]
         return conn
+
+
+class RedisTestCase(TestCase):
+    """A fresh redis-server per test (``self.redis``) and ``self.nodes`` on it."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        self.redis = RedisServer(self)
+        yield self.redis.start()
+        self.nodes = Nodes(self, self.redis)
+
+    def logged(self):
+        events = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        return events

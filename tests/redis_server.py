@@ -82,6 +82,19 @@ class RedisServer:
             "KILL"))
         return watch.ready.addBoth(lambda r: (timeout.active() and timeout.cancel(), r)[1])
 
+    @defer.inlineCallbacks
+    def command(self, *args):
+        """Run one command on a connection of its own (closed after)."""
+        import txredisapi
+
+        conn = yield txredisapi.Connection("127.0.0.1", self.port, reconnect=False,
+                                           password=self.password, convertNumbers=False)
+        try:
+            result = yield conn.execute_command(*args)
+        finally:
+            yield conn.disconnect()
+        return result
+
     def _signal(self, name):
         if self.process is not None and self.process.pid is not None:
             try:
