@@ -5,6 +5,7 @@ connections (SPEC §13)."""
 import json
 
 from twisted.internet import defer
+
 from .redis_nodes import RedisTestCase, until
 
 

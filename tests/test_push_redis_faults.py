@@ -1,9 +1,9 @@
 """The Redis backend when Redis fails (SPEC §13): down at start, killed
 mid-traffic, restarted, half-open; a password never logged."""
 
+import treq
 from twisted.internet import defer
 from twisted.logger import formatEvent
-import treq
 
 from .redis_nodes import Nodes, RedisTestCase, until
 from .redis_server import RedisServer

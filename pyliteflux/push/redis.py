@@ -79,9 +79,9 @@ class RedisBackend:
     @property
     def reactor(self) -> Any:
         if self._reactor is None:
-            from twisted.internet import reactor
+            from twisted.internet import reactor as global_reactor
 
-            self._reactor = reactor
+            self._reactor = global_reactor
         return self._reactor
 
     @property
@@ -138,7 +138,7 @@ class RedisBackend:
     def _channels_ready(self, proto: Any) -> None:
         topics = set(self.hub.topics()) if self.hub is not None else set()
         self._topics = topics
-        names = [self._node_channel, self._broadcast]
+        names = [self.keys.node_channel(self.node_id), self.keys.broadcast]
         names += [self.keys.topic_channel(t) for t in topics]
         for i in range(0, len(names), 1000):
             proto.send("SUBSCRIBE", *names[i:i + 1000])
@@ -193,8 +193,8 @@ class RedisBackend:
             self._unsubscribe_topic(topic)
 
     def _failed(self, failure: Any, what: str) -> None:
-        _log.info("Redis {address}: {what} failed: {error}", address=self.address, what=what,
-                  error=failure.getErrorMessage())
+        _log.info("Redis {address}: {what} failed: {error}", address=self.address,
+                  what=what, error=failure.getErrorMessage())
 
     def _redis(self) -> Any:
         link = self.commands

@@ -214,7 +214,7 @@ class RedisLink:
     def _endpoint(self) -> Any:
         from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 
-        endpoint = HostnameEndpoint(self.reactor, self.address.host, self.address.port,
+        endpoint: Any = HostnameEndpoint(self.reactor, self.address.host, self.address.port,
                                     timeout=self.connect_timeout)
         if self.address.tls:
             from twisted.internet.ssl import optionsForClientTLS
