@@ -192,3 +192,38 @@ class GarbageTests(RedisTestCase):
         self.assertEqual((yield client.next_line()), {"type": "push", "topic": "room",
                                                       "data": "ok"})
         self.assertTrue(backend.up)
+
+
+class SharedIdTarget:
+    """A push target with a chosen client id (two nodes can see the same
+    "host:port": one host's clients reaching two nodes, or a load balancer)."""
+
+    push_format = "json-line"
+    transport_name = "fake"
+    topics = frozenset()
+    _topics = None
+
+    def __init__(self, client_id):
+        self.client_id = client_id
+        self.sent = []
+
+    def send_push(self, payload):
+        self.sent.append(json.loads(payload))
+        return True
+
+
+class SharedIdTests(RedisTestCase):
+    @defer.inlineCallbacks
+    def test_one_holder_leaving_keeps_the_other_reachable(self):
+        a = yield self.nodes.start("a")
+        b = yield self.nodes.start("b")
+        c = yield self.nodes.start("c")
+        on_a, on_b = SharedIdTarget("127.0.0.1:5000"), SharedIdTarget("127.0.0.1:5000")
+        a.server.hub.register(on_a)
+        b.server.hub.register(on_b)
+        a.server.hub.unregister(on_a)
+        yield a.server.presence()  # a's commands are answered in order: the leave is done
+        c.server.push_message("still here", "127.0.0.1:5000")
+        yield until(lambda: on_b.sent, what="the push")
+        self.assertEqual(on_b.sent, [{"type": "push", "data": "still here"}])
+        b.server.hub.unregister(on_b)

@@ -31,17 +31,19 @@ class DirectoryTests(RedisTestCase):
         self.assertEqual((yield self.b.presence(self.r)), {"c1": "a"})
         self.assertEqual((yield self.b.presence(self.r, "y")), {"c1": "a"})
         self.assertEqual((yield self.b.presence(self.r, "z")), {})
-        self.assertEqual((yield self.b.locate(self.r, "c1")), "a")
+        self.assertEqual((yield self.b.locate(self.r, "c1")), ["a"])
         yield self.a.left(self.r, "c1")
         self.assertEqual((yield self.b.presence(self.r)), {})
-        self.assertIsNone((yield self.b.locate(self.r, "c1")))
+        self.assertEqual((yield self.b.locate(self.r, "c1")), [])
 
     @defer.inlineCallbacks
-    def test_leave_keeps_the_entry_of_a_client_now_elsewhere(self):
+    def test_the_same_id_on_two_nodes_stays_reachable_when_one_leaves(self):
         yield self.a.joined(self.r, "c1", [])
-        yield self.b.joined(self.r, "c1", [])  # the same id, now on b
+        yield self.b.joined(self.r, "c1", [])  # the same "host:port" seen by b
+        yield self.b.joined(self.r, "c1", ["t"])  # again: listed once
+        self.assertEqual((yield self.b.locate(self.r, "c1")), ["a", "b"])
         yield self.a.left(self.r, "c1")
-        self.assertEqual((yield self.b.locate(self.r, "c1")), "b")
+        self.assertEqual((yield self.b.locate(self.r, "c1")), ["b"])
 
     @defer.inlineCallbacks
     def test_restore_replaces_everything_of_the_node(self):
@@ -55,9 +57,9 @@ class DirectoryTests(RedisTestCase):
         yield self.b.restore(self.r, [("c2", [])])
         self.assertTrue((yield self.a.refresh(self.r)))
         yield self.b.cleanup_dead(self.r)  # a is alive: kept
-        self.assertEqual((yield self.b.locate(self.r, "c1")), "a")
+        self.assertEqual((yield self.b.locate(self.r, "c1")), ["a"])
         yield until(lambda: self.b.presence(self.r).addCallback(lambda p: p == {}))
         yield self.b.cleanup_dead(self.r)
-        self.assertIsNone((yield self.b.locate(self.r, "c1")))
+        self.assertEqual((yield self.b.locate(self.r, "c1")), [])
         self.assertEqual((yield self.r.smembers("p:nodes")), {"b"})
         self.assertFalse((yield self.a.refresh(self.r)))  # it must restore

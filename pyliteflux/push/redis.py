@@ -67,9 +67,9 @@ class RedisBackend:
         self._broadcast = self.keys.broadcast.encode()
         self._topic_prefix = self.keys.topic_prefix.encode()
         self._topics: set = set()  # topic channels we are subscribed to (or will be)
-        self._cache: Dict[str, Tuple[str, float]] = {}
+        self._cache: Dict[str, Tuple[List[str], float]] = {}
         self._lookups: Dict[str, Deferred[Any]] = {}
-        self._queue: Deque[List[Any]] = collections.deque()  # [channel or None, payload]
+        self._queue: Deque[List[Any]] = collections.deque()  # [channels or None, payload]
         self._refresh_call: Any = None
         self._outage = False
         self._outage_drops = 0
@@ -260,9 +260,9 @@ class RedisBackend:
         now = self.reactor.seconds()
         cached = self._cache.get(client_id)
         if cached is not None and cached[1] > now and client_id not in self._lookups:
-            self._send(self.keys.node_channel(cached[0]), payload)
+            self._send(cached[0], payload)
             return
-        item: List[Any] = [None, payload]  # channel filled in by the look-up
+        item: List[Any] = [None, payload]  # channels filled in by the look-up
         self._queue.append(item)
         lookup = self._lookups.get(client_id)
         if lookup is None:
@@ -271,65 +271,67 @@ class RedisBackend:
                                 callbackArgs=(client_id,), errbackArgs=(client_id,))
         lookup.addCallback(self._resolved, item, client_id)
 
-    def _located(self, node: Optional[str], client_id: str) -> Any:
+    def _located(self, nodes: List[str], client_id: str) -> Any:
         self._lookups.pop(client_id, None)
-        if node and node != self.node_id:
-            if len(self._cache) >= self.cache_size:
-                self._cache.clear()
-            self._cache[client_id] = (node, self.reactor.seconds() + self.cache_ttl)
-            return node
-        return None
+        channels = [self.keys.node_channel(n) for n in nodes if n != self.node_id]
+        if not channels:
+            return None
+        if len(self._cache) >= self.cache_size:
+            self._cache.clear()
+        self._cache[client_id] = (channels, self.reactor.seconds() + self.cache_ttl)
+        return channels
 
     def _lookup_failed(self, failure: Any, client_id: str) -> bool:
         self._lookups.pop(client_id, None)
         self._failed(failure, "looking up a client")
         return False
 
-    def _resolved(self, node: Any, item: List[Any], client_id: str) -> Any:
-        if node is False:  # Redis failed us: counted as a broker drop
+    def _resolved(self, channels: Any, item: List[Any], client_id: str) -> Any:
+        if channels is False:  # Redis failed us: counted as a broker drop
             item[1] = None
             self._dropped_down()
-        elif node is None:
+        elif channels is None:
             item[1] = None  # nobody holds it: dropped, in its place in the queue
             _log.warn("push to unknown client {client_id!r}", client_id=client_id)
             if self.hub is not None:
                 self.hub.stats.drop("unknown_client")
         else:
-            item[0] = self.keys.node_channel(node)
+            item[0] = channels
         self._flush()
-        return node
+        return channels
 
     def forward_topic(self, topic: str, message: Any) -> None:
         payload = self._envelope(message)
         if payload is not None:
-            self._send(self.keys.topic_channel(topic), payload)
+            self._send([self.keys.topic_channel(topic)], payload)
 
     def forward_broadcast(self, message: Any) -> None:
         payload = self._envelope(message)
         if payload is not None:
-            self._send(self.keys.broadcast, payload)
+            self._send([self.keys.broadcast], payload)
 
-    def _send(self, channel: str, payload: bytes) -> None:
+    def _send(self, channels: List[str], payload: bytes) -> None:
         if self._redis() is None:
             self._dropped_down()
         elif self._queue:
-            self._queue.append([channel, payload])  # behind a look-up: keep the order
+            self._queue.append([channels, payload])  # behind a look-up: keep the order
         else:
-            self._publish(channel, payload)
+            self._publish(channels, payload)
 
     def _flush(self) -> None:
         queue = self._queue
         while queue and (queue[0][0] is not None or queue[0][1] is None):
-            channel, payload = queue.popleft()
+            channels, payload = queue.popleft()
             if payload is not None:
-                self._publish(channel, payload)
+                self._publish(channels, payload)
 
-    def _publish(self, channel: str, payload: bytes) -> None:
+    def _publish(self, channels: List[str], payload: bytes) -> None:
         redis = self._redis()
         if redis is None:
             self._dropped_down()
             return
-        redis.publish(channel, payload).addErrback(lambda f: self._dropped_down())
+        for channel in channels:
+            redis.publish(channel, payload).addErrback(lambda f: self._dropped_down())
 
     def _envelope(self, message: Any, client_id: Optional[str] = None) -> Optional[bytes]:
         envelope: Dict[str, Any] = {"o": self.node_id, "m": message}

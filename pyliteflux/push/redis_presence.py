@@ -6,7 +6,7 @@ Keys (``P`` is ``cluster_prefix``, ``N`` a node id, ``C`` a client id):
 ``P:nodes``            set     node ids that have announced themselves
 ``P:alive:N``          string  exists while node N refreshes it (PX presence_ttl)
 ``P:conns:N``          hash    C -> JSON list of C's topics, for N's clients
-``P:clients``          hash    C -> N: where to send a push for C
+``P:clients``          hash    C -> "N [N2 ...]": where to send a push for C
 =====================  ======  =================================================
 
 A node writes its own entries as its clients come and go, refreshes
@@ -28,12 +28,40 @@ from twisted.internet.defer import Deferred, gatherResults
 
 __all__ = ["PresenceKeys", "PresenceDirectory"]
 
+# ``P:clients`` maps a client id to the space-separated ids of the nodes
+# holding one: two nodes can see the same "host:port" (one host's clients
+# reach two nodes from the same port, or a load balancer does), and one of
+# them leaving must not make the other unreachable.
+_NODES = """
+local function add(key, c, node)
+  local cur = redis.call('hget', key, c)
+  if not cur then redis.call('hset', key, c, node) return end
+  for n in string.gmatch(cur, '[^ ]+') do if n == node then return end end
+  redis.call('hset', key, c, cur .. ' ' .. node)
+end
+local function remove(key, c, node)
+  local cur = redis.call('hget', key, c)
+  if not cur then return end
+  local rest = {}
+  for n in string.gmatch(cur, '[^ ]+') do if n ~= node then table.insert(rest, n) end end
+  if #rest == 0 then redis.call('hdel', key, c)
+  else redis.call('hset', key, c, table.concat(rest, ' ')) end
+end
+"""
+
+#: KEYS conns, clients; ARGV client, node, topics
+JOIN = _NODES + """
+redis.call('hset', KEYS[1], ARGV[1], ARGV[3])
+add(KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
 #: KEYS conns, clients, nodes, alive; ARGV node, ttl_ms, C1, T1, C2, T2 ...
-RESTORE = """
+RESTORE = _NODES + """
 redis.call('del', KEYS[1])
 for i = 3, #ARGV, 2 do
   redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1])
-  redis.call('hset', KEYS[2], ARGV[i], ARGV[1])
+  add(KEYS[2], ARGV[i], ARGV[1])
 end
 redis.call('set', KEYS[4], '1', 'px', ARGV[2])
 redis.call('sadd', KEYS[3], ARGV[1])
@@ -49,21 +77,17 @@ return 0
 """
 
 #: KEYS conns, clients; ARGV client, node
-LEAVE = """
+LEAVE = _NODES + """
 redis.call('hdel', KEYS[1], ARGV[1])
-if redis.call('hget', KEYS[2], ARGV[1]) == ARGV[2] then
-  redis.call('hdel', KEYS[2], ARGV[1])
-end
+remove(KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
 
 #: KEYS conns, clients, nodes, alive; ARGV node, force -> clients removed (-1: alive)
-CLEANUP = """
+CLEANUP = _NODES + """
 if ARGV[2] ~= '1' and redis.call('exists', KEYS[4]) == 1 then return -1 end
 local ids = redis.call('hkeys', KEYS[1])
-for _, c in ipairs(ids) do
-  if redis.call('hget', KEYS[2], c) == ARGV[1] then redis.call('hdel', KEYS[2], c) end
-end
+for _, c in ipairs(ids) do remove(KEYS[2], c, ARGV[1]) end
 redis.call('del', KEYS[1], KEYS[4])
 redis.call('srem', KEYS[3], ARGV[1])
 return #ids
@@ -113,8 +137,8 @@ class PresenceDirectory:
         self._alive = keys.alive(node_id)
 
     def joined(self, redis: Any, client_id: str, topics: Iterable[str]) -> Deferred[Any]:
-        redis.hset(self._conns, client_id, topics_json(topics))
-        return redis.hset(self.keys.clients, client_id, self.node_id)  # type: ignore[no-any-return]
+        return redis.eval(JOIN, [self._conns, self.keys.clients],  # type: ignore[no-any-return]
+                          [client_id, self.node_id, topics_json(topics)])
 
     def topics_changed(self, redis: Any, client_id: str,
                        topics: Iterable[str]) -> Deferred[Any]:
@@ -155,9 +179,10 @@ class PresenceDirectory:
 
         return redis.smembers(self.keys.nodes).addCallback(each)  # type: ignore[no-any-return]
 
-    def locate(self, redis: Any, client_id: str) -> Deferred[Optional[str]]:
-        """The node holding ``client_id`` (None: nobody)."""
-        return redis.hget(self.keys.clients, client_id)  # type: ignore[no-any-return]
+    def locate(self, redis: Any, client_id: str) -> Deferred[List[str]]:
+        """The nodes holding ``client_id`` (usually one; none: nobody)."""
+        d = redis.hget(self.keys.clients, client_id)
+        return d.addCallback(lambda v: v.split() if v else [])  # type: ignore[no-any-return]
 
     def presence(self, redis: Any, topic: Optional[str] = None) -> Deferred[Dict[str, str]]:
         """``{client_id: node}`` of every living node but this one."""
