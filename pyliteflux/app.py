@@ -28,6 +28,7 @@ from .core.pipeline import Pipeline
 from .core.routing import Route, Router
 from .jobs import JobRunner
 from .push import ConnectionRegistry, LocalBackend, PushHub
+from .push.backends import backend_for
 from .service import (
     ListenerService,
     Listening,
@@ -69,7 +70,7 @@ class Server:
         self.pipeline = Pipeline(self.router, self.middleware_manager, lambda: self.config.debug)
         self.jobs = JobRunner(reactor, self.config.bg_threads, self.config.bg_max_queued,
                               pool=thread_pool)
-        self.hub = PushHub(LocalBackend(), lambda: self.config.max_topics_per_connection,
+        self.hub = PushHub(LocalBackend(self.config.node_id), lambda: self.config.max_topics_per_connection,
                            lambda: self.reactor)
         self.adapter_context = AdapterContext(self.pipeline.dispatch, self.jobs, self.config,
                                               self.hub, lambda: self.reactor)
@@ -140,9 +141,11 @@ class Server:
         ``"http"`` or ``"tcp"``, to a list of them; default: from the config).
         All endpoints of a side share one factory, so limits such as
         ``max_tcp_connections`` count across endpoints. The service starts
-        the background-job runner and the push backend, and stops gracefully.
+        the background-job runner and the push backend (the one
+        ``config.push_backend`` names), and stops gracefully.
         """
         endpoints = endpoints if endpoints is not None else self.endpoints(protocol)
+        self.hub.use_backend(backend_for(self.config, self.hub.backend, self._reactor))
         listeners = []
         for side, descs in endpoints.items():
             if not descs:

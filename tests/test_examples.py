@@ -130,3 +130,21 @@ class ApiExampleTests(TestCase):
         body = r.json()
         self.assertEqual([t["event"] for t in body["traces"]], ["processing", "completed"])
         self.assertTrue(body["trace_id"])
+
+
+class ClusterExampleTests(TestCase):
+    """examples/cluster.py on the local backend (one node); the Redis side
+    runs in tests/test_push_redis_cluster.py."""
+
+    async def test_whoami_subscribe_push_presence(self):
+        server = load_app("examples.cluster:server")
+        client = TestClient(server)
+        conn = client.connect()
+        me = await conn.send("whoami")
+        self.assertEqual(me["node"], server.hub.node_id)
+        self.assertEqual(await conn.send("subscribe news"), {"topics": ["news"]})
+        r = await client.get("/push?topic=news&message=extra")
+        self.assertEqual(r.json()["reached_here"], 1)
+        self.assertEqual(conn.pushes, [{"type": "push", "topic": "news", "data": "extra"}])
+        r = await client.get("/presence")
+        self.assertEqual(r.json(), {me["client_id"]: server.hub.node_id})

@@ -4,7 +4,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pyliteflux import Router, Server
 from pyliteflux.push import ConnectionRegistry, LocalBackend, PushHub
-from pyliteflux.push.target import PUSH_FORMATS, register_push_format
+from pyliteflux.push.target import PUSH_FORMATS, TopicsMixin, register_push_format
 from pyliteflux.testing import TestClient
 
 
@@ -25,6 +25,12 @@ class FakeTarget:
         if self.alive:
             self.sent.append(payload)
         return self.alive
+
+
+class TopicTarget(TopicsMixin, FakeTarget):
+    def __init__(self, client_id, hub):
+        FakeTarget.__init__(self, client_id)
+        self.hub = hub
 
 
 class HubTests(SynchronousTestCase):
@@ -131,6 +137,31 @@ class HubTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(self.hub.presence()),
                          {"a": "node-a", "b": "node-a"})
         self.assertEqual(self.successResultOf(self.hub.presence("room")), {"b": "node-a"})
+
+    def test_subscriber_count(self):
+        a, b = FakeTarget("a"), FakeTarget("b")
+        for t in (a, b):
+            self.hub.register(t)
+            self.hub.subscribe(t, "room")
+        self.assertEqual(self.hub.subscriber_count("room"), 2)
+        self.assertEqual(self.hub.subscriber_count("other"), 0)
+
+    def test_backend_hears_left_while_the_topics_are_still_listed(self):
+        seen = []
+
+        class Recording(LocalBackend):
+            def left(inner, target):
+                seen.append((sorted(target.topics), inner.hub.subscriber_count("room"),
+                             target.client_id in inner.hub.connections))
+
+        self.hub.use_backend(Recording("n"))
+        a = TopicTarget("a", self.hub)
+        self.hub.register(a)
+        a.subscribe("room")
+        self.hub.unregister(a)
+        self.assertEqual(seen, [(["room"], 1, False)])
+        self.assertEqual(self.hub.subscriber_count("room"), 0)
+        self.assertEqual(self.hub.node_id, "n")
 
     def test_registry_is_a_dict(self):
         registry = ConnectionRegistry()

@@ -79,8 +79,22 @@ class PushHub:
         self.connections.register(target.client_id, target)
         self.backend.joined(target)
 
+    def use_backend(self, backend: PushBackend) -> None:
+        """Carry pushes and presence with ``backend`` from now on (the server
+        picks it from ``config.push_backend`` when its service starts)."""
+        self.backend = backend
+        backend.attach(self)
+
     def unregister(self, target: PushTarget) -> None:
-        """A target closed: it leaves every topic and the registry, at once."""
+        """A target closed: it leaves the registry and every topic, at once.
+
+        ``backend.left`` is called while the target's topics are still
+        listed (and counted by ``subscriber_count``), so a backend can tell
+        which topics lose their last subscriber here."""
+        registered = self.connections.get(target.client_id) is target
+        if registered:
+            del self.connections[target.client_id]
+            self.backend.left(target)
         topics = getattr(target, "_topics", None)
         if topics:
             for topic in topics:
@@ -90,9 +104,6 @@ class PushHub:
                     if not subscribers:
                         del self._subscribers[topic]
             topics.clear()
-        if self.connections.get(target.client_id) is target:
-            del self.connections[target.client_id]
-            self.backend.left(target)
 
     def subscribe(self, target: Any, topic: str) -> None:
         if not isinstance(topic, str) or not topic:
@@ -127,6 +138,11 @@ class PushHub:
     def subscribers(self, topic: str) -> Set[Any]:
         """This node's targets subscribed to ``topic``."""
         return set(self._subscribers.get(topic, ()))
+
+    def subscriber_count(self, topic: str) -> int:
+        """How many of this node's targets are subscribed to ``topic``."""
+        subscribers = self._subscribers.get(topic)
+        return len(subscribers) if subscribers else 0
 
     def topics(self) -> Iterable[str]:
         """The topics this node has subscribers of."""
