@@ -19,7 +19,6 @@ import json
 from typing import Any, Callable, Tuple
 from weakref import WeakSet
 
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
@@ -28,6 +27,10 @@ from .metrics import ServerMetrics
 
 __all__ = ["Readiness", "MetricsResource", "HealthResource", "ReadyResource",
            "MetricsSite", "MetricsListener", "metrics_root"]
+
+#: the classic Prometheus text format (what ``generate_latest`` writes for our
+#: names, which need no UTF-8 escaping); every Prometheus version reads it
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 #: (ready, why): why is "ready", "starting", "draining", "stopped" or "broker down"
 Check = Callable[[], Tuple[bool, str]]
@@ -69,7 +72,7 @@ class MetricsResource(Resource):
         self.metrics = metrics
 
     def render_GET(self, request: Any) -> bytes:
-        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode("ascii"))
+        request.setHeader(b"Content-Type", CONTENT_TYPE)
         return self.metrics.exposition()  # type: ignore[no-any-return]
 
 
@@ -96,9 +99,21 @@ class ReadyResource(Resource):
         return _json(request, 200 if ready else 503, {"status": why})
 
 
+class _NotFound(Resource):
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        return _json(request, 404, {"error": "Not Found"})
+
+
+class _Root(Resource):
+    def getChild(self, path: bytes, request: Any) -> Resource:
+        return _NotFound()
+
+
 def metrics_root(metrics: Any, check: Check) -> Resource:
     """The resource tree: ``/metrics``, ``/healthz``, ``/readyz``."""
-    root = Resource()
+    root = _Root()
     root.putChild(b"metrics", MetricsResource(metrics))
     root.putChild(b"healthz", HealthResource())
     root.putChild(b"readyz", ReadyResource(check))
