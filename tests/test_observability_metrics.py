@@ -395,3 +395,26 @@ class ClockTests(SynchronousTestCase):
                                method="GET", route="/x", le="10.0"), 0)
         self.assertEqual(value(metrics, "pyliteflux_http_request_duration_seconds_bucket",
                                method="GET", route="/x", le="+Inf"), 1)
+
+
+class DocsTests(SynchronousTestCase):
+    def test_the_dashboard_and_the_docs_use_exactly_the_metric_names(self) -> None:
+        import json
+        import os
+        import re
+
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        suffixes = ("_bucket", "_count", "_sum")
+        with open(os.path.join(root, "docs", "grafana-dashboard.json")) as f:
+            dashboard = json.load(f)
+        exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p["targets"])
+        with open(os.path.join(root, "docs", "observability.md")) as f:
+            doc = f.read()
+        for text in (exprs, doc):
+            for name in set(re.findall(r"pyliteflux_[a-z_]+", text)):
+                base = next((name[:-len(s)] for s in suffixes
+                             if name.endswith(s) and name[:-len(s)] in METRICS), name)
+                self.assertIn(base, METRICS, name)
+        used = set(re.findall(r"pyliteflux_[a-z_]+", exprs))
+        for name in METRICS:  # every metric has a panel
+            self.assertTrue(any(u.startswith(name) for u in used), name)
