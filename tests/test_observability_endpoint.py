@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.task import deferLater
 from twisted.internet.testing import MemoryReactorClock, StringTransportWithDisconnection
 from twisted.protocols.basic import LineReceiver
@@ -56,7 +57,7 @@ class InMemoryTests(TestCase):
     def test_the_metrics_listener_is_a_monitor_not_a_drained_listener(self) -> None:
         self.assertIsInstance(self.monitor, MetricsListener)
         self.assertNotIn(self.site, self.service.drainables)
-        self.assertEqual([l.side for l in self.service.listeners], ["http", "tcp"])
+        self.assertEqual([s.side for s in self.service.listeners], ["http", "tcp"])
 
     def test_ready_only_once_the_listeners_are_up(self) -> None:
         ready = Readiness(self.service, self.server.hub)
@@ -207,6 +208,6 @@ class LoopbackTests(TestCase):
         client.transport.loseConnection()
         await stopping
         # the endpoint stopped last: nothing listens there any more
-        with self.assertRaises(Exception):
+        with self.assertRaises(ConnectionRefusedError):
             await deferLater(reactor, 0, lambda: None)
             await treq.get(f"http://127.0.0.1:{port}/healthz", persistent=False)

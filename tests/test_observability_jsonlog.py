@@ -42,7 +42,7 @@ class ObserverTests(SynchronousTestCase):
 
     def test_a_failure_brings_its_error_and_traceback(self) -> None:
         try:
-            1 / 0
+            raise ZeroDivisionError("division by zero")
         except ZeroDivisionError:
             self.log.failure("it broke", Failure())
         (event,) = lines(self.out)

@@ -276,7 +276,7 @@ class HTTPRequest(Request):
         return getattr(self.raw, "route", UNMATCHED)  # type: ignore[no-any-return]
 
     def find_handler(self, router: Any) -> Any:
-        raw = self.raw
+        raw: Any = self.raw
         try:
             handler, self.path_params, raw.route = router.http_route(self.method, self.path)
         except MethodNotAllowed as exc:

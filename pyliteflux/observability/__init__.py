@@ -10,7 +10,14 @@
 
 from .endpoint import MetricsListener, MetricsResource, MetricsSite, Readiness, metrics_root
 from .jsonlog import JSONLogObserver, json_observer
-from .metrics import DEFAULT_BUCKETS, METRICS, UNKNOWN_COMMAND, UNMATCHED, ServerMetrics, WorkerAggregate
+from .metrics import (
+    DEFAULT_BUCKETS,
+    METRICS,
+    UNKNOWN_COMMAND,
+    UNMATCHED,
+    ServerMetrics,
+    WorkerAggregate,
+)
 
 __all__ = [
     "ServerMetrics", "WorkerAggregate", "METRICS", "DEFAULT_BUCKETS", "UNKNOWN_COMMAND",

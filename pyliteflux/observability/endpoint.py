@@ -16,7 +16,7 @@ while it drains.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Tuple
+from typing import Any, Callable, Tuple, cast
 from weakref import WeakSet
 
 from twisted.web.resource import Resource
@@ -114,9 +114,9 @@ class _Root(Resource):
 def metrics_root(metrics: Any, check: Check) -> Resource:
     """The resource tree: ``/metrics``, ``/healthz``, ``/readyz``."""
     root = _Root()
-    root.putChild(b"metrics", MetricsResource(metrics))
-    root.putChild(b"healthz", HealthResource())
-    root.putChild(b"readyz", ReadyResource(check))
+    root.putChild(b"metrics", cast(Any, MetricsResource(metrics)))  # (zope types poorly)
+    root.putChild(b"healthz", cast(Any, HealthResource()))
+    root.putChild(b"readyz", cast(Any, ReadyResource(check)))
     return root
 
 

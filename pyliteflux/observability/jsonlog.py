@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timezone
-from typing import IO, Any, Dict, Mapping, Optional
+from typing import IO, Any, Dict, Mapping, Optional, cast
 
 from twisted.logger import (
     FilteringLogObserver,
@@ -94,9 +94,9 @@ class JSONLogObserver:
 def json_observer(out: Optional[IO[str]] = None, level: LogLevel = LogLevel.info,
                   extra: Optional[Mapping[str, Any]] = None) -> Any:
     """A JSON observer of events at ``level`` and above, to ``out`` (stdout)."""
-    return FilteringLogObserver(
-        JSONLogObserver(out if out is not None else sys.stdout, extra),
-        [LogLevelFilterPredicate(defaultLogLevel=level)],
+    return FilteringLogObserver(  # (zope interfaces type poorly: casts)
+        cast(Any, JSONLogObserver(out if out is not None else sys.stdout, extra)),
+        [cast(Any, LogLevelFilterPredicate(defaultLogLevel=level))],
     )
 
 

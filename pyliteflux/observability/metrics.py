@@ -234,7 +234,7 @@ class ServerMetrics:
         bounds = self.bounds
         for (method, route), slots in self.http_durations().items():
             cumulative, buckets = 0.0, []
-            for bound, count in zip(bounds, slots):
+            for bound, count in zip(bounds, slots, strict=False):
                 cumulative += count
                 buckets.append((_le(bound), cumulative))
             cumulative += slots[len(bounds)]
