@@ -21,6 +21,8 @@ Groups and their reference (ratio 1.00, higher is better everywhere):
 - HTTP GET /hello, ``wrk -t1 -c50 --latency``: bare ``twisted.web``
   Resource (reference), a raw Twisted Protocol with a canned response
   (ceiling), Klein, aiohttp, pyliteflux, pyliteflux + 2 middlewares using g.
+- HTTP GET /hello with SPEC §16's metrics off (reference) and on
+  (``metrics_endpoint`` set): on must keep at least 0.90.
 - HTTP POST /echo with a 1 KiB JSON body (wrk + Lua): twisted.web vs pyliteflux.
 - HTTP GET /r99/{id} with 100 parameterised routes registered (the last
   one matches): twisted.web Resource tree vs pyliteflux.
@@ -93,6 +95,7 @@ class Case:
 
 def cases() -> List[Case]:
     hello = "HTTP GET /hello (JSON), wrk -c50"
+    metrics = "HTTP GET /hello, metrics off vs on (SPEC §16: >= 0.90), wrk -c50"
     post = "HTTP POST /echo, 1 KiB JSON, wrk -c50"
     params = "HTTP GET /r99/{id}, 100 param routes, wrk -c50"
     out = [
@@ -102,6 +105,9 @@ def cases() -> List[Case]:
         Case(hello, "aiohttp", "aiohttp_app.py", "hello", "wrk", needs="aiohttp"),
         Case(hello, "pyliteflux", "pyliteflux_app.py", "hello", "wrk"),
         Case(hello, "pyliteflux + 2 middlewares + g", "pyliteflux_app.py", "hello_mw", "wrk"),
+        Case(metrics, "pyliteflux, metrics off", "pyliteflux_app.py", "hello", "wrk",
+             reference=True),
+        Case(metrics, "pyliteflux, metrics on", "pyliteflux_app.py", "hello_metrics", "wrk"),
         Case(post, "twisted.web Resource", "twisted_web.py", "post", "wrk", reference=True,
              url="/echo", lua="post"),
         Case(post, "pyliteflux", "pyliteflux_app.py", "post", "wrk", url="/echo", lua="post"),

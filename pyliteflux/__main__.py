@@ -30,7 +30,8 @@ def main(argv: Optional[List[str]] = None, reactor: Any = None) -> int:
     from .log import start_console_logging
     from .service.runner import run_until_stopped
 
-    start_console_logging()
+    config = options.server.config if options.server is not None else None
+    start_console_logging(log_format=config.log_format if config is not None else "text")
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 

@@ -76,6 +76,8 @@ class Server:
                                               self.hub, lambda: self.reactor)
         self._service: Optional[ServerService] = None
         self._running_reactor = False
+        #: SPEC §16's metrics once counted (``enable_metrics``; ``metrics_endpoint``)
+        self.metrics: Any = None
 
     # -- pieces ----------------------------------------------------------------------
 
@@ -119,6 +121,24 @@ class Server:
         """Register on this server's router: ``@server.route("/x")``."""
         return self.router.register(path, method=method, protocol=protocol)
 
+    def enable_metrics(self, **labels: str) -> Any:
+        """Start counting SPEC §16's metrics; returns the ``ServerMetrics``
+        (its ``registry`` is this server's own ``CollectorRegistry``).
+
+        ``make_service`` calls it when ``metrics_endpoint`` is set; call it
+        yourself to count without an endpoint (tests, an app that mounts
+        ``MetricsResource`` itself). Factories built after this (a
+        ``TestClient`` made afterwards too) record into it. ``labels`` are
+        added to every series.
+        """
+        if self.metrics is None:
+            from .observability import ServerMetrics
+
+            self.metrics = ServerMetrics(self.hub, self.jobs, self.router, labels=labels)
+            self.adapter_context.metrics = self.metrics
+            self.pipeline.observers["tcp"] = self.metrics.observe_command
+        return self.metrics
+
     # -- service tree ----------------------------------------------------------------------
 
     def endpoints(self, protocol: str = "both") -> Dict[str, List[str]]:
@@ -143,9 +163,15 @@ class Server:
         ``max_tcp_connections`` count across endpoints. The service starts
         the background-job runner and the push backend (the one
         ``config.push_backend`` names), and stops gracefully.
+        With ``metrics_endpoint`` it also serves ``/metrics``, ``/healthz`` and
+        ``/readyz`` there, from before the listeners start until the graceful
+        shutdown has ended.
         """
         endpoints = endpoints if endpoints is not None else self.endpoints(protocol)
         self.hub.use_backend(backend_for(self.config, self.hub.backend, self._reactor))
+        metrics_at = self.config.metrics_endpoint
+        if metrics_at:
+            self.enable_metrics()  # before the factories: they record into it
         listeners = []
         for side, descs in endpoints.items():
             if not descs:
@@ -156,6 +182,12 @@ class Server:
                                                  lambda: self.config.info))
         service = ServerService(listeners, self.jobs, self.hub, self.config,
                                 lambda: self.reactor)
+        if metrics_at:
+            from .observability import MetricsListener, Readiness
+
+            service.add_monitor(MetricsListener(metrics_at, self.metrics,
+                                                Readiness(service, self.hub),
+                                                lambda: self.reactor, lambda: self.config.info))
         self._service = service
         return service
 
@@ -186,7 +218,7 @@ class Server:
         if run_suppressed():
             return
         if self.config.info:
-            start_console_logging()
+            start_console_logging(log_format=self.config.log_format)
         service = self.make_service(protocol)
         self._running_reactor = True
         try:

@@ -19,7 +19,7 @@ from twisted.logger import (
 )
 from twisted.logger import Logger as _TwistedLogger
 
-__all__ = ["Logger", "start_console_logging"]
+__all__ = ["Logger", "start_console_logging", "console_observer"]
 
 
 class _LevelMethod:
@@ -58,8 +58,22 @@ class Logger:
 _console_started = False
 
 
-def start_console_logging(level: LogLevel = LogLevel.info) -> None:
-    """Send log events at ``level`` and above to stdout (for ``server.run()``).
+def console_observer(log_format: str = "text", level: LogLevel = LogLevel.info) -> Any:
+    """An observer of events at ``level`` and above for stdout: Twisted's text
+    lines, or one JSON object per line (``log_format = "json"``)."""
+    if log_format == "json":
+        from .observability.jsonlog import json_observer
+
+        return json_observer(sys.stdout, level)
+    return FilteringLogObserver(
+        cast(Any, textFileLogObserver(sys.stdout)),
+        [cast(Any, LogLevelFilterPredicate(defaultLogLevel=level))],
+    )
+
+
+def start_console_logging(level: LogLevel = LogLevel.info, log_format: str = "text") -> None:
+    """Send log events at ``level`` and above to stdout (for ``server.run()``
+    and ``python -m pyliteflux``), as text or JSON (``log_format``).
 
     ``twistd`` configures logging itself, so this is only for the plain
     ``python app.py`` way of running. It is done at most once per process.
@@ -68,8 +82,5 @@ def start_console_logging(level: LogLevel = LogLevel.info) -> None:
     if _console_started:
         return
     _console_started = True
-    observer: Any = FilteringLogObserver(
-        cast(Any, textFileLogObserver(sys.stdout)),
-        [cast(Any, LogLevelFilterPredicate(defaultLogLevel=level))],
-    )
-    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([console_observer(log_format, level)],
+                                     redirectStandardIO=False)

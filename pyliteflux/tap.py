@@ -194,4 +194,8 @@ def makeService(options: Options) -> ServerService:
     assert server is not None
     service = server.make_service(endpoints=options.endpoints)
     service.owns_reactor = True  # server.stop() under twistd stops the process
+    if server.config.log_format == "json":  # twistd logs to it (ServerService.setServiceParent)
+        from .log import console_observer
+
+        service.log_observer = console_observer("json")
     return service

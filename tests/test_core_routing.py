@@ -161,3 +161,28 @@ class IndexTests(SynchronousTestCase):
         r = Router()
         r.register("/*")(h("all"))
         self.assertEqual(r.match_http("GET", "/a/b").path_params, {"*": "a/b"})
+
+
+class RoutePatternTests(SynchronousTestCase):
+    """``http_route``: the matched pattern, a bounded label for metrics."""
+
+    def test_patterns_of_static_dynamic_405_and_options(self):
+        from pyliteflux.core.routing import UNMATCHED
+
+        r = Router()
+        r.register("/hello")(lambda req: "hi")
+        r.register("/user/{id:int}", method="PUT")(lambda req: "put")
+        self.assertEqual(r.http_route("GET", "/hello")[2], "/hello")
+        self.assertEqual(r.http_route("HEAD", "/hello")[2], "/hello")
+        self.assertEqual(r.http_route("PUT", "/user/7")[1:], ({"id": 7}, "/user/{id:int}"))
+        self.assertEqual(r.http_route("OPTIONS", "/user/7")[2], "/user/{id:int}")
+        with self.assertRaises(MethodNotAllowed) as caught:
+            r.http_route("GET", "/user/7")
+        self.assertEqual(caught.exception.route, "/user/{id:int}")
+        with self.assertRaises(MethodNotAllowed) as caught:
+            r.http_route("POST", "/hello")
+        self.assertEqual(caught.exception.route, "/hello")
+        with self.assertRaises(NotFound):
+            r.http_route("GET", "/nope")
+        self.assertEqual(UNMATCHED, "<unmatched>")
+        self.assertTrue(r.has_command("x") is False)

@@ -3,6 +3,7 @@
 Modes:
   hello     GET /hello -> {"message": "Hello, World!"}, no middleware
   hello_mw  the same with 2 trivial middlewares that set and read ``g``
+  hello_metrics  hello with SPEC §16's metrics on (metrics_endpoint on a free port)
   post      POST /echo -> request.json_data (re-encoded as JSON)
   params    GET /r{i}/{id} for i in 0..99 -> {"route": i, "id": id}
   echo      TCP command "echo" returning the request's data dict (keep-alive)
@@ -20,7 +21,7 @@ from twisted.internet import reactor  # noqa: E402
 from pyliteflux import Middleware, Server, g  # noqa: E402
 from pyliteflux.core.routing import Router  # noqa: E402
 
-MODES = ("hello", "hello_mw", "post", "params", "echo", "push")
+MODES = ("hello", "hello_mw", "hello_metrics", "post", "params", "echo", "push")
 
 
 class SetUser(Middleware):
@@ -52,7 +53,9 @@ def build(mode, http_port, tcp_port):
         http_endpoint=f"tcp:{http_port}:interface=127.0.0.1:backlog=1024",
         tcp_endpoint=f"tcp:{tcp_port}:interface=127.0.0.1:backlog=1024",
     )
-    if mode in ("hello", "hello_mw"):
+    if mode == "hello_metrics":
+        server.config.metrics_endpoint = "tcp:0:interface=127.0.0.1"
+    if mode in ("hello", "hello_mw", "hello_metrics"):
         @server.route("/hello")
         def hello(request):
             return {"message": "Hello, World!"}

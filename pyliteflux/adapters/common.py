@@ -29,10 +29,11 @@ class AdapterContext:
     ``dispatch(request)`` runs the pipeline (a value, or a Deferred of it
     that never errbacks); ``jobs`` starts background jobs; ``hub`` takes
     push targets; ``config`` is the live config; ``reactor`` is resolved
-    lazily (the global one unless the app was given another).
+    lazily (the global one unless the app was given another); ``metrics``
+    is where counts go, when they are kept.
     """
 
-    __slots__ = ("dispatch", "jobs", "config", "hub", "_reactor", "shared")
+    __slots__ = ("dispatch", "jobs", "config", "hub", "_reactor", "shared", "metrics")
 
     def __init__(self, dispatch: Callable[[Any], Any], jobs: Any, config: Any, hub: Any,
                  reactor: Callable[[], Any]) -> None:
@@ -43,6 +44,9 @@ class AdapterContext:
         self._reactor = reactor
         #: objects adapters share between their factories (the HTTP resource)
         self.shared: Dict[str, Any] = {}
+        #: the server's ``observability.ServerMetrics`` once metrics are on (else
+        #: None): factories built after that record into it
+        self.metrics: Any = None
 
     @property
     def reactor(self) -> Any:

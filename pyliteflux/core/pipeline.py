@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextvars
 import traceback
-from typing import Any, Callable, Generator, Optional, Union
+from typing import Any, Callable, Dict, Generator, Optional, Union
 
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
@@ -87,6 +87,9 @@ class Pipeline:
         self.middleware = middleware
         self._chains = middleware._chains  # live: add_middleware rebuilds its entries
         self._debug = debug
+        #: protocol -> ``observe(request, value)``, called with what ``dispatch``
+        #: returns (a value or a Deferred): how metrics count commands
+        self.observers: Dict[str, Callable[[Request, Any], None]] = {}
 
     def dispatch(self, request: Request) -> Any:
         """Run ``request`` through the pipeline in a fresh context.
@@ -95,7 +98,12 @@ class Pipeline:
         errbacks: failures become error values).
         """
         ctx = contextvars.copy_context()
-        return ctx.run(self._start, request, ctx)
+        value = ctx.run(self._start, request, ctx)
+        if self.observers:
+            observe = self.observers.get(request.protocol)
+            if observe is not None:
+                observe(request, value)
+        return value
 
     def _start(self, request: Request, ctx: contextvars.Context) -> Any:
         """Run the pipeline synchronously for as long as nothing must be
@@ -160,6 +168,7 @@ class Pipeline:
         return request.find_handler(self.router)(request)
 
     def _fail(self, request: Request, exc: BaseException) -> Any:
+        request.failed = True
         if isinstance(exc, DecodeError):
             exc = BadRequest(str(exc))
         if isinstance(exc, CancelledError):

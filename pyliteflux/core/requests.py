@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 from urllib.parse import parse_qs, unquote_to_bytes
 
 from .codec import DecodeError, loads_json
-from .errors import BadRequest, HTTPError, NotFound
+from .errors import BadRequest, HTTPError, MethodNotAllowed, NotFound
 from .headers import DictHeaders, Headers, UploadedFile
 from .responses import HTTPJSONResponse
+from .routing import UNMATCHED
 
 if TYPE_CHECKING:  # pragma: no cover
     from xml.etree.ElementTree import Element
@@ -34,6 +35,8 @@ class Request:
     client_address: Tuple[str, int]
     _jobs: Any = None  # the server's JobRunner
     _bg: "Optional[BackgroundTasks]" = None
+    #: set by the pipeline when it answered with an error value (metrics' outcome)
+    failed = False
 
     @property
     def bg(self) -> "BackgroundTasks":
@@ -265,8 +268,20 @@ class HTTPRequest(Request):
         port = getattr(addr, "port", 0)
         return (host if host is not None else str(addr), port)
 
+    @property
+    def route(self) -> str:
+        """The registered pattern this request matched (``/user/{id}``), or
+        ``"<unmatched>"`` (before routing, and for a 404). It is kept on the
+        Twisted request, where the access log and the metrics read it."""
+        return getattr(self.raw, "route", UNMATCHED)  # type: ignore[no-any-return]
+
     def find_handler(self, router: Any) -> Any:
-        handler, self.path_params = router.http_handler(self.method, self.path)
+        raw: Any = self.raw
+        try:
+            handler, self.path_params, raw.route = router.http_route(self.method, self.path)
+        except MethodNotAllowed as exc:
+            raw.route = getattr(exc, "route", UNMATCHED)
+            raise
         if self.method in _BODY_METHODS:  # a bad body is a 400 before the handler runs
             self.validate()
         return handler

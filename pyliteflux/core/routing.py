@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from .errors import MethodNotAllowed, NotFound
 
-__all__ = ["Route", "Router", "RouteEntry", "Match", "HTTP_METHODS", "PROTOCOLS"]
+__all__ = ["Route", "Router", "RouteEntry", "Match", "HTTP_METHODS", "PROTOCOLS", "UNMATCHED"]
 
 HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
 PROTOCOLS = ("http", "tcp", "both")
@@ -65,16 +65,22 @@ class RouteEntry:
     converters: Dict[str, Callable[[str], Any]] = field(default_factory=dict)
 
 
-class Match:
-    """The result of a successful lookup."""
+#: the ``route`` of a request no registered pattern matched (a bounded metric label)
+UNMATCHED = "<unmatched>"
 
-    __slots__ = ("handler", "path_params", "entry")
+
+class Match:
+    """The result of a successful lookup. ``route`` is the registered pattern
+    that matched (``/user/{id}``), never the raw path."""
+
+    __slots__ = ("handler", "path_params", "entry", "route")
 
     def __init__(self, handler: Handler, path_params: Dict[str, Any],
-                 entry: Optional[RouteEntry] = None) -> None:
+                 entry: Optional[RouteEntry] = None, route: Optional[str] = None) -> None:
         self.handler = handler
         self.path_params = path_params
         self.entry = entry
+        self.route = route if route is not None else (entry.path if entry else UNMATCHED)
 
 
 def _compile(path: str) -> Tuple[Optional[Pattern[str]], Dict[str, Callable[[str], Any]]]:
@@ -246,12 +252,26 @@ class Router:
         match = self._match_dynamic(method, path, table)
         return match.handler, match.path_params
 
+    def http_route(self, method: str, path: str) -> Tuple[Handler, Dict[str, Any], str]:
+        """``(handler, path_params, pattern)``: ``http_handler`` plus the
+        registered pattern that matched (a bounded label for metrics). A 405
+        (``MethodNotAllowed``) carries the pattern as its ``route``."""
+        table = self._static.get(path)
+        if table is not None:
+            entry = table.get(method) or (table.get("GET") if method == "HEAD" else None)
+            if entry is not None:
+                return entry.handler, {}, path
+        match = self._match_dynamic(method, path, table)
+        return match.handler, match.path_params, match.route
+
     def _match_dynamic(self, method: str, path: str,
                        table: Optional[Dict[str, RouteEntry]]) -> Match:
         if table is not None:
             allowed = set(table)
+            route = path
         else:
             allowed = set()
+            route = UNMATCHED
         i = path.find("/", 1)
         head = path[1:i] if i > 0 else path[1:]
         candidates = self._dynamic_by_head.get(head, self._dynamic_any)
@@ -261,6 +281,8 @@ class Router:
                 continue
             if method not in entry.methods and not (method == "HEAD" and "GET" in entry.methods):
                 allowed.update(entry.methods)
+                if route is UNMATCHED:
+                    route = entry.path
                 continue
             try:
                 params = self._convert(entry, m)
@@ -272,8 +294,10 @@ class Router:
                 allowed.add("HEAD")
             allowed.add("OPTIONS")
             if method == "OPTIONS":
-                return Match(_options_handler(sorted(allowed)), {})
-            raise MethodNotAllowed(sorted(allowed))
+                return Match(_options_handler(sorted(allowed)), {}, route=route)
+            not_allowed = MethodNotAllowed(sorted(allowed))
+            not_allowed.route = route  # type: ignore[attr-defined]
+            raise not_allowed
         raise NotFound()
 
     def _reindex(self) -> None:
@@ -320,6 +344,10 @@ class Router:
         if entry is None:
             raise NotFound()
         return Match(entry.handler, {}, entry)
+
+    def has_command(self, command: str) -> bool:
+        """Whether ``command`` is registered (unknown ones are one metric label)."""
+        return command in self._commands
 
     def command_handler(self, command: str) -> Handler:
         """Just the handler for a TCP command (the pipeline's fast lookup)."""

@@ -47,6 +47,11 @@ class Listening:
         """The first TCP port number (useful when configured as 0)."""
         return self._port("tcp")
 
+    @property
+    def metrics_port(self) -> Optional[int]:
+        """The metrics endpoint's port number (``metrics_endpoint``), if any."""
+        return self._port("metrics")
+
     def __repr__(self) -> str:
         return f"Listening(http={self.http_port}, tcp={self.tcp_port})"
 

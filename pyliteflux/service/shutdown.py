@@ -84,6 +84,13 @@ class ServerService(MultiService):
         self._stopped = False
         self._stopped_waiters: List[Deferred[Any]] = []
         self.drainables: List[Drainable] = []
+        #: services that run for the whole life of this one, outside the graceful
+        #: shutdown: started before the listeners, stopped after everything else
+        #: (the metrics endpoint, so ``/readyz`` answers 503 while draining)
+        self.monitors: List[Any] = []
+        #: a ``twisted.logger`` observer for twistd to log to (``log_format``): set
+        #: on the application when twistd makes this service its child
+        self.log_observer: Any = None
         for listener in listeners:
             if listener.factory not in self.drainables:  # one factory may serve many endpoints
                 self.drainables.append(listener.factory)
@@ -97,19 +104,51 @@ class ServerService(MultiService):
         self._stopping = None
         self._stopped = False
         jobs.start()
+        for monitor in self.monitors:
+            if not monitor.running:
+                monitor.startService()
         self.hub.backend.start(self.hub)
         super().startService()
+
+    def add_monitor(self, service: Any) -> None:
+        """Run ``service`` alongside, outside the graceful shutdown (see ``monitors``)."""
+        self.monitors.append(service)
+        if self.running:
+            service.startService()
+
+    @property
+    def state(self) -> str:
+        """``"starting"`` (listeners not up yet), ``"serving"``, ``"draining"``
+        (a stop has begun) or ``"stopped"``: what ``/readyz`` reports."""
+        if self._stopping is not None:
+            return "stopped" if self._stopped else "draining"
+        if not self.running:
+            return "stopped" if self._stopped else "starting"
+        if all(listener.port is not None for listener in self.listeners):
+            return "serving"
+        return "starting"
+
+    def setServiceParent(self, parent: Any) -> None:
+        """(twistd makes the plugin's service a child of its application, then
+        starts logging with the application's ``ILogObserver`` if it has one:
+        that is where ``log_format = "json"`` takes effect under twistd.)"""
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
 
     def listening(self) -> Deferred[Listening]:
         """Fires with the bound ports once every listener is up."""
         result = Listening()
+        listeners = self.listeners + [m for m in self.monitors if isinstance(m, ListenerService)]
 
         def collect(_: Any) -> Listening:
-            for listener in self.listeners:
+            for listener in listeners:
                 result.ports.setdefault(listener.side, []).append(listener.port)
             return result
 
-        d: Deferred[Any] = gatherResults([listener.listening for listener in self.listeners],
+        d: Deferred[Any] = gatherResults([listener.listening for listener in listeners],
                                          consumeErrors=True)
         d.addCallback(collect)
         d.addErrback(lambda f: f.value.subFailure if hasattr(f.value, "subFailure") else f)
@@ -165,9 +204,17 @@ class ServerService(MultiService):
             return backend_stopped
 
         d.addCallback(stop_backend)
+        d.addBoth(self._stop_monitors)
         d.addBoth(self._report, report, started, timeout)
         self._stopping = d
         return d
+
+    def _stop_monitors(self, result: Any) -> Deferred[Any]:
+        """The last step: stop the monitors; pass ``result`` on."""
+        stopping = [maybeDeferred(m.stopService) for m in self.monitors if m.running]
+        done: Deferred[Any] = gatherResults(stopping, consumeErrors=True)
+        done.addErrback(lambda f: _log.failure("shutdown: stopping a monitor failed", f))
+        return done.addCallback(lambda _: result)
 
     def _report(self, result: Any, report: Dict[str, Any], started: float,
                 timeout: float) -> None:  # 5.

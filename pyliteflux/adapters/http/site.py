@@ -9,7 +9,7 @@ the common dict response directly: the same bytes as Twisted's own path
 
 from __future__ import annotations
 
-from time import time
+from time import perf_counter, time
 from typing import Any, List
 from urllib.parse import unquote_to_bytes as unquote
 
@@ -21,6 +21,7 @@ from twisted.web.http import datetimeToString
 
 from ...core.codec import dumps_json
 from ...core.requests import HTTPRequest
+from ...core.routing import UNMATCHED
 from ...twisted_internals import FAST_HEADERS, channel_requests, raw_headers
 from ..common import ConnectionSet
 from .channel import ConnectionLimiter, GuardedChannel, GuardedRequest
@@ -53,7 +54,13 @@ class TwistedRequest(GuardedRequest):
     dict from a plain handler — is written here without the general
     renderer. Anything else takes Twisted's own way."""
 
+    #: the registered pattern the request matched (``HTTPRequest.find_handler``)
+    route = UNMATCHED
+    #: ``perf_counter()`` when processing began: the access log's and metrics' duration
+    started = 0.0
+
     def process(self) -> None:  # PERF: the request fast path
+        self.started = perf_counter()
         site = self.channel.site  # type: ignore[attr-defined]
         resource = site.resource
         path = self.path
@@ -112,6 +119,9 @@ class Site(server.Site, ConnectionSet):
         self.resource_ = resource
         self.config = resource.context.config
         self.limiter = ConnectionLimiter()
+        self.metrics = metrics = resource.context.metrics
+        if metrics is not None:
+            metrics.watch(self)  # its open connections are a gauge, read when scraped
 
     def buildProtocol(self, addr: Any) -> Any:
         config = self.config
@@ -128,15 +138,25 @@ class Site(server.Site, ConnectionSet):
         return channel
 
     def log(self, request: Any) -> None:  # Twisted calls this as each response finishes
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.http(request.method, request.route, request.code,
+                         perf_counter() - request.started)
         if self.config.info:
             addr = request.getClientAddress()
+            uri = request.uri.decode("ascii", "replace")
+            started = getattr(request, "started", 0.0)
             _access_log.info(
                 "{client} {method} {uri} {code} {length}",
                 client=getattr(addr, "host", "-"),
                 method=request.method.decode("ascii", "replace"),
-                uri=request.uri.decode("ascii", "replace"),
+                uri=uri,
+                path=uri.split("?", 1)[0],
                 code=request.code,
+                status=request.code,
+                route=getattr(request, "route", UNMATCHED),
                 length=request.sentLength,
+                duration=round(perf_counter() - started, 6) if started else None,
             )
 
     # -- Drainable -----------------------------------------------------------------------

@@ -360,6 +360,8 @@ class LineFactory(Factory, ConnectionSet):
     def __init__(self, context: AdapterContext) -> None:
         self.context = context
         self.count = 0
+        if context.metrics is not None:
+            context.metrics.watch(self)  # its open connections are a gauge, read when scraped
 
     def buildProtocol(self, addr: Any) -> LineProtocol:  # type: ignore[override]
         proto = LineProtocol(self.context)
