@@ -90,10 +90,15 @@ def make_server(reactor: Any = None, **settings: Any) -> Server:
         if not client_id:
             raise BadRequest("client_id is required")
         message = request.query_params.get("message", "Hello!")
-        reached = server.push_message(message, client_id)
-        if not reached:
+        if server.push_message(message, client_id):
+            return {"status": "sent"}
+
+        def held_elsewhere(presence: Any) -> Any:  # another node or worker holds it
+            if client_id in presence:
+                return {"status": "sent", "node": presence[client_id]}
             return {"status": "unknown client", "client_id": client_id}, 404
-        return {"status": "sent"}
+
+        return server.presence().addCallback(held_elsewhere)
 
     @router.register("/broadcast", method="GET")
     def broadcast(request: Any) -> Any:
