@@ -1,0 +1,145 @@
+"""The llhttp engine's timers: header deadline, body rate, idle timeout.
+
+The same rules as ``adapters/http/channel.py`` (one tick per connection
+for the header deadline, a ``_RATE_WINDOW`` for the body rate), run on the
+factory's reactor so tests can drive them with a ``Clock``. The idle
+timer is not reset per read: each read notes the time and the timer, when
+it fires, looks how long the connection has really been quiet.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.logger import Logger
+
+from ..http.channel import _RATE_WINDOW
+
+__all__ = ["Guards"]
+
+_log = Logger(namespace="pyliteflux.http")
+_ABORT_AFTER = 15.0  # Twisted's abortTimeout: a timed-out client that does not close
+
+
+class Guards:
+    """Mixed into the protocol, which sets ``factory``, ``config``,
+    ``transport``, ``_in_headers``, ``current`` and ``reject``."""
+
+    factory: Any
+    config: Any
+    transport: Any
+    current: Any
+    _in_headers: bool
+    headers_done = 0  # header blocks completed on this connection
+    body_bytes = 0
+    _header_call: Any = None
+    _rate_call: Any = None
+    _idle_call: Any = None
+    _abort_call: Any = None
+    _rate_mark = 0
+    _watch_mark: Optional[int] = None
+    _watch_count = 0
+    _last_read = 0.0
+    _guards_on = False
+
+    def reject(self, status: int, reason: str, message: str) -> None:
+        raise NotImplementedError
+
+    def start_guards(self) -> None:
+        self._guards_on = True
+        reactor = self.factory.reactor
+        self._seconds = reactor.seconds
+        self._call_later = reactor.callLater
+        self._header_timeout = self.config.header_timeout
+        self._min_rate = self.config.min_body_rate
+        self._idle_timeout = self.config.http_idle_timeout
+        if self._header_timeout:
+            self._header_call = self._call_later(self._header_timeout / 2, self._tick_headers)
+        self.idle()
+
+    def stop_guards(self) -> None:
+        self._guards_on = False
+        for name in ("_header_call", "_rate_call", "_idle_call", "_abort_call"):
+            call = getattr(self, name)
+            if call is not None:
+                if call.active():
+                    call.cancel()
+                setattr(self, name, None)
+
+    # -- idle timeout (off while a request is answered) -----------------------------------
+
+    def touch(self) -> None:
+        if self._idle_call is not None:
+            self._last_read = self._seconds()
+
+    def idle(self) -> None:
+        if self._idle_timeout and self._idle_call is None and self._guards_on:
+            self._last_read = self._seconds()
+            self._idle_call = self._call_later(self._idle_timeout, self._check_idle)
+
+    def busy(self) -> None:
+        call = self._idle_call
+        if call is not None:
+            self._idle_call = None
+            if call.active():
+                call.cancel()
+
+    def _check_idle(self) -> None:
+        self._idle_call = None
+        quiet = self._seconds() - self._last_read
+        if quiet < self._idle_timeout:
+            self._idle_call = self._call_later(self._idle_timeout - quiet, self._check_idle)
+            return
+        _log.info("Timing out client: {peer}", peer=str(self.transport.getPeer()))
+        self.transport.loseConnection()
+        self._abort_call = self._call_later(_ABORT_AFTER, self._abort)
+
+    def _abort(self) -> None:
+        self._abort_call = None
+        if self.transport is not None and getattr(self.transport, "connected", False):
+            self.transport.abortConnection()
+
+    # -- header deadline (as GuardedChannel) -------------------------------------------------
+
+    def _tick_headers(self) -> None:
+        self._header_call = None
+        if self._in_headers and self.current is None:
+            if self._watch_mark == self.headers_done:
+                self._watch_count += 1
+                if self._watch_count >= 3:
+                    _log.info("closing {peer}: request headers not complete within {timeout} s",
+                              peer=str(self.transport.getPeer()), timeout=self._header_timeout)
+                    self.reject(408, "Request Timeout", "Request Timeout")
+                    return
+            else:
+                self._watch_mark, self._watch_count = self.headers_done, 1
+        else:
+            self._watch_mark = None
+        self._header_call = self._call_later(self._header_timeout / 2, self._tick_headers)
+
+    # -- body rate -----------------------------------------------------------------------
+
+    def body_started(self) -> None:
+        if self._min_rate and not getattr(self, "rejected", False):
+            self.body_bytes = 0
+            self._rate_mark = 0
+            if self._rate_call is None:
+                self._rate_call = self._call_later(_RATE_WINDOW, self._check_body_rate)
+
+    def body_done(self) -> None:
+        call = self._rate_call
+        if call is not None:
+            self._rate_call = None
+            if call.active():
+                call.cancel()
+
+    def _check_body_rate(self) -> None:
+        self._rate_call = None
+        received = self.body_bytes - self._rate_mark
+        if received < self._min_rate * _RATE_WINDOW:
+            _log.info("closing {peer}: request body slower than {rate} bytes/s",
+                      peer=str(self.transport.getPeer()), rate=self._min_rate)
+            self.reject(408, "Request Timeout", "Request Timeout")
+            return
+        self._rate_mark = self.body_bytes
+        self._rate_call = self._call_later(_RATE_WINDOW, self._check_body_rate)
