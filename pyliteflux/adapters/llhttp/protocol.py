@@ -67,6 +67,8 @@ class LLHTTPProtocol(Guards, Protocol):
     _head_size = 0
     _partial_head = 0
     _body_len = 0
+    _chunks = 0
+    _consumed = 0
     _body: Optional[List[bytes]] = None
     _send_continue = False
     _held: Optional[List[bytes]] = None  # input while an upgrade is decided
@@ -106,6 +108,7 @@ class LLHTTPProtocol(Guards, Protocol):
         self._next()
 
     def _feed(self, data: bytes) -> None:
+        self._consumed = 0
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -116,8 +119,8 @@ class LLHTTPProtocol(Guards, Protocol):
                 self.reject(400, "Bad Request", "Bad Request")
             return
         if self._in_headers:  # a head arriving in pieces: llhttp keeps it, we count it
-            self._partial_head += len(data)
-            if self._partial_head > MAX_HEAD + MAX_LINE:
+            self._partial_head += max(0, len(data) - self._consumed)
+            if self._partial_head > MAX_HEAD + 64:
                 self.reject(431, "Request Header Fields Too Large",
                             "Request Header Fields Too Large")
 
@@ -130,6 +133,7 @@ class LLHTTPProtocol(Guards, Protocol):
         self._url = []
         self._headers = []
         self._url_len = self._head_size = self._partial_head = self._body_len = 0
+        self._chunks = 0
         self._body = None
 
     def on_url(self, url: bytes) -> None:
@@ -186,8 +190,15 @@ class LLHTTPProtocol(Guards, Protocol):
         else:
             body.append(data)
 
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
+
     def on_message_complete(self) -> None:
         self.body_done()
+        # about the bytes this message took of the current input (the head
+        # of the next one is what is left, see _feed)
+        self._consumed += (self._url_len + self._head_size + 2 * len(self._headers) + 32
+                           + self._body_len + 8 * self._chunks)
         parser = self.parser
         version = b"HTTP/" + parser.get_http_version().encode("ascii")
         url = self._url[0] if len(self._url) == 1 else b"".join(self._url)
