@@ -1,7 +1,7 @@
 """Hostile HTTP input: body limits, slow clients, connection caps, odd URLs, bad JSON."""
 
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor, task
 from twisted.internet.address import IPv4Address
@@ -252,7 +252,9 @@ class BadJSONTests(TestCase):
 
 @per_engine
 class AdapterPropertyTests(TestCase):
-    @settings(max_examples=60, deadline=None)
+    # one test method, run per engine by a subclass: a different executor on purpose
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.differing_executors])
     @given(query=st.text(max_size=40), body=st.binary(max_size=200),
            ctype=st.sampled_from(["application/json", "application/x-www-form-urlencoded",
                                   "multipart/form-data; boundary=b", "text/plain", ""]),
