@@ -156,6 +156,8 @@ class LLHTTPProtocol(Guards, Protocol):
         self._in_headers = False
         self._partial_head = 0
         self.headers_done += 1
+        if self.parser.get_http_version() not in ("1.1", "1.0"):  # llhttp takes HTTP/0.9
+            self._refuse(400, "Bad Request", "Bad Request")
         length = None
         chunked = False
         expect = None
