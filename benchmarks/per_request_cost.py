@@ -50,21 +50,20 @@ def bare_site() -> Any:
     return QuietSite(Hello(), reactor=Clock())
 
 
-def pyliteflux_site(middlewares: bool) -> Callable[[], Any]:
+def pyliteflux_site(middlewares: bool, engine: str = "twisted") -> Callable[[], Any]:
     def make() -> Any:
         from pyliteflux_app import ReadUser, SetUser
 
         from pyliteflux import Router, Server
-        from pyliteflux.adapters.http.site import Site
+        from pyliteflux.adapters import http_factory
 
-        server = Server(router=Router(), info=False)
+        server = Server(router=Router(), info=False, http_engine=engine)
         server.route("/hello")(lambda request: {"message": "Hello, World!"})
         if middlewares:
             server.add_middleware(SetUser())
             server.add_middleware(ReadUser())
         # as Server.site() builds it, on a clock instead of the global reactor
-        timeout = server.config.http_idle_timeout or None
-        return Site(server.resource, timeout=timeout, reactor=Clock())
+        return http_factory(server.adapter_context, reactor=Clock())
 
     return make
 
@@ -73,6 +72,8 @@ SERVERS: Dict[str, Callable[[], Any]] = {
     "twisted.web": bare_site,
     "pyliteflux": pyliteflux_site(False),
     "pyliteflux+2mw": pyliteflux_site(True),
+    "llhttp": pyliteflux_site(False, "llhttp"),
+    "llhttp+2mw": pyliteflux_site(True, "llhttp"),
 }
 
 

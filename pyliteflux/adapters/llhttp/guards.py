@@ -3,8 +3,7 @@
 The same rules as ``adapters/http/channel.py`` (one tick per connection
 for the header deadline, a ``_RATE_WINDOW`` for the body rate), run on the
 factory's reactor so tests can drive them with a ``Clock``. The idle
-timer is not reset per read: each read notes the time and the timer, when
-it fires, looks how long the connection has really been quiet.
+timer is not reset per request (see ``_check_idle``).
 """
 
 from __future__ import annotations
@@ -67,28 +66,30 @@ class Guards:
                 setattr(self, name, None)
 
     # -- idle timeout (off while a request is answered) -----------------------------------
+    #
+    # One timer per connection, never reset per request: reads and finished
+    # responses note the time, and the timer, when it fires, looks whether
+    # the connection is busy or has been quiet for less than the timeout.
 
     def touch(self) -> None:
-        if self._idle_call is not None:
-            self._last_read = self._seconds()
+        self._last_read = self._seconds()
 
     def idle(self) -> None:
-        if self._idle_timeout and self._idle_call is None and self._guards_on:
+        """Nothing in flight any more: the idle time counts from now."""
+        if self._idle_timeout and self._guards_on:
             self._last_read = self._seconds()
-            self._idle_call = self._call_later(self._idle_timeout, self._check_idle)
+            if self._idle_call is None:
+                self._idle_call = self._call_later(self._idle_timeout, self._check_idle)
 
     def busy(self) -> None:
-        call = self._idle_call
-        if call is not None:
-            self._idle_call = None
-            if call.active():
-                call.cancel()
+        """A request is being answered (the timer skips busy connections)."""
 
     def _check_idle(self) -> None:
         self._idle_call = None
         quiet = self._seconds() - self._last_read
-        if quiet < self._idle_timeout:
-            self._idle_call = self._call_later(self._idle_timeout - quiet, self._check_idle)
+        if self.current is not None or quiet < self._idle_timeout:
+            wait = self._idle_timeout if self.current is not None else self._idle_timeout - quiet
+            self._idle_call = self._call_later(wait, self._check_idle)
             return
         _log.info("Timing out client: {peer}", peer=str(self.transport.getPeer()))
         self.transport.loseConnection()
