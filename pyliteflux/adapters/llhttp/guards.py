@@ -119,23 +119,33 @@ class Guards:
         self._header_call = self._call_later(self._header_timeout / 2, self._tick_headers)
 
     # -- body rate -----------------------------------------------------------------------
+    #
+    # As the idle timer: one timer per connection, left running between
+    # bodies; a body's first window starts when its headers end.
+
+    _in_body = False
+    _window_start = 0.0
 
     def body_started(self) -> None:
         if self._min_rate and not getattr(self, "rejected", False):
             self.body_bytes = 0
             self._rate_mark = 0
+            self._in_body = True
+            self._window_start = self._seconds()
             if self._rate_call is None:
                 self._rate_call = self._call_later(_RATE_WINDOW, self._check_body_rate)
 
     def body_done(self) -> None:
-        call = self._rate_call
-        if call is not None:
-            self._rate_call = None
-            if call.active():
-                call.cancel()
+        self._in_body = False
 
     def _check_body_rate(self) -> None:
         self._rate_call = None
+        if not self._in_body:
+            return
+        elapsed = self._seconds() - self._window_start
+        if elapsed < _RATE_WINDOW:  # a body begun after the timer was set
+            self._rate_call = self._call_later(_RATE_WINDOW - elapsed, self._check_body_rate)
+            return
         received = self.body_bytes - self._rate_mark
         if received < self._min_rate * _RATE_WINDOW:
             _log.info("closing {peer}: request body slower than {rate} bytes/s",
@@ -143,4 +153,5 @@ class Guards:
             self.reject(408, "Request Timeout", "Request Timeout")
             return
         self._rate_mark = self.body_bytes
+        self._window_start = self._seconds()
         self._rate_call = self._call_later(_RATE_WINDOW, self._check_body_rate)
