@@ -37,7 +37,7 @@ def per_engine(cls: Type[T]) -> Type[T]:
 
         def setUp(self: Any, _engine: str = engine, _base: Any = cls) -> Any:
             default_engine(self, _engine)
-            return super(sub, self).setUp()  # type: ignore[misc]
+            return _base.setUp(self)
 
         sub = type(name, (cls,), {"http_engine": engine, "setUp": setUp,
                                   "__module__": cls.__module__, "__qualname__": name})
