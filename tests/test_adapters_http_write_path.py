@@ -7,8 +7,8 @@ from twisted.trial.unittest import TestCase
 
 from pyliteflux import Router, Server, StreamResponse
 from pyliteflux.testing import serve
-from tests.tcp_client import exchange
 from tests.engines import per_engine
+from tests.tcp_client import exchange
 
 
 def app():

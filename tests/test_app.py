@@ -14,8 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pyliteflux import Logger, Router, Server
 from pyliteflux.testing import serve
-from tests.tcp_client import LineClient
 from tests.engines import per_engine
+from tests.tcp_client import LineClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,8 +12,8 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pyliteflux import Router, Server
 from pyliteflux.adapters import http_factory
 from pyliteflux.testing import TestClient, serve
-from tests.tcp_client import exchange, send_then_eof
 from tests.engines import per_engine
+from tests.tcp_client import exchange, send_then_eof
 
 
 def app(**config):
