@@ -51,14 +51,15 @@ def bare_site() -> Any:
     return QuietSite(Hello(), reactor=Clock())
 
 
-def pyliteflux_site(middlewares: bool, metrics: bool = False) -> Callable[[], Any]:
+def pyliteflux_site(middlewares: bool, engine: str = "twisted",
+                    metrics: bool = False) -> Callable[[], Any]:
     def make() -> Any:
         from pyliteflux_app import ReadUser, SetUser
 
         from pyliteflux import Router, Server
-        from pyliteflux.adapters.http.site import Site
+        from pyliteflux.adapters import http_factory
 
-        server = Server(router=Router(), info=False)
+        server = Server(router=Router(), info=False, http_engine=engine)
         server.route("/hello")(lambda request: {"message": "Hello, World!"})
         if middlewares:
             server.add_middleware(SetUser())
@@ -66,8 +67,7 @@ def pyliteflux_site(middlewares: bool, metrics: bool = False) -> Callable[[], An
         if metrics:
             server.enable_metrics()  # what metrics_endpoint does, before the Site is built
         # as Server.site() builds it, on a clock instead of the global reactor
-        timeout = server.config.http_idle_timeout or None
-        return Site(server.resource, timeout=timeout, reactor=Clock())
+        return http_factory(server.adapter_context, reactor=Clock())
 
     return make
 
@@ -77,6 +77,8 @@ SERVERS: Dict[str, Callable[[], Any]] = {
     "pyliteflux": pyliteflux_site(False),
     "pyliteflux+2mw": pyliteflux_site(True),
     "pyliteflux+metrics": pyliteflux_site(False, metrics=True),
+    "llhttp": pyliteflux_site(False, "llhttp"),
+    "llhttp+2mw": pyliteflux_site(True, "llhttp"),
 }
 
 

@@ -8,6 +8,7 @@ from twisted.trial.unittest import TestCase
 
 from pyliteflux import HTTPJSONResponse, HTTPResponse, Router, Server
 from pyliteflux.testing import TestClient
+from tests.engines import per_engine
 
 
 def make():
@@ -15,6 +16,7 @@ def make():
     return server, TestClient(server)
 
 
+@per_engine
 class ResponseTableTests(TestCase):
     def setUp(self):
         self.server, self.client = make()
@@ -130,6 +132,7 @@ class ResponseTableTests(TestCase):
         self.assertNotEqual(a.header("x-request-id"), b.header("x-request-id"))
 
 
+@per_engine
 class HandlerStyleTests(TestCase):
     def setUp(self):
         self.server, self.client = make()
@@ -181,6 +184,7 @@ class HandlerStyleTests(TestCase):
         self.flushLoggedErrors(RuntimeError)
 
 
+@per_engine
 class RequestParsingTests(TestCase):
     def setUp(self):
         self.server, self.client = make()
@@ -293,6 +297,7 @@ class RequestParsingTests(TestCase):
         self.assertEqual(r.json()["host"], "127.0.0.1")
 
 
+@per_engine
 class DisconnectTests(TestCase):
     def test_pending_handler_cancelled_when_client_goes(self):
         from twisted.web.test.requesthelper import DummyRequest

@@ -22,6 +22,7 @@ from pyliteflux import HTTPResponse, Middleware, Router, Server, StreamResponse,
 from pyliteflux.adapters.http import site as http_site
 from pyliteflux.adapters.http.channel import GuardedRequest
 from pyliteflux.adapters.http.site import Site, TwistedRequest, http_date
+from tests.engines import per_engine
 
 
 class TwistedWaySite(Site):
@@ -190,6 +191,7 @@ class FastPathParityTests(TestCase):
         self.assertEqual(body, b'{"message": "Hello, World!"}')
 
 
+@per_engine
 class ResponseDetailTests(TestCase):
     def test_head_in_any_case_has_no_body(self):
         for method in (b"HEAD", b"head", b"Head"):

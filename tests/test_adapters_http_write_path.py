@@ -7,6 +7,7 @@ from twisted.trial.unittest import TestCase
 
 from pyliteflux import Router, Server, StreamResponse
 from pyliteflux.testing import serve
+from tests.engines import per_engine
 from tests.tcp_client import exchange
 
 
@@ -27,6 +28,7 @@ def app():
     return server
 
 
+@per_engine
 class HTTPWritePathTests(TestCase):
     async def start(self):
         running = await serve(app(), protocol="http")

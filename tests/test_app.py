@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pyliteflux import Logger, Router, Server
 from pyliteflux.testing import serve
+from tests.engines import per_engine
 from tests.tcp_client import LineClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +27,7 @@ def hello_server(**config):
     return server
 
 
+@per_engine
 class ListenTests(TestCase):
     async def test_http_and_tcp_on_free_loopback_ports(self):
         running = await serve(hello_server(tcp_keep_alive=True))

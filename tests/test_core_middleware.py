@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pyliteflux import Middleware, Router, Server, g
 from pyliteflux.core.middleware import MiddlewareManager
 from pyliteflux.testing import TestClient, load_app
+from tests.engines import per_engine
 
 
 def make(**config):
@@ -29,6 +30,7 @@ class Recorder(Middleware):
         return response
 
 
+@per_engine
 class OrderTests(TestCase):
     def setUp(self):
         self.server, self.client = make()
@@ -64,6 +66,7 @@ class OrderTests(TestCase):
         self.assertEqual(self.log, [("handler",)])
 
 
+@per_engine
 class RawValueTests(TestCase):
     async def test_process_response_sees_raw_value(self):
         server, client = make()
@@ -93,6 +96,7 @@ class RawValueTests(TestCase):
         self.assertEqual((r.code, r.text()), (202, "replaced"))
 
 
+@per_engine
 class AsyncMiddlewareTests(TestCase):
     async def test_async_and_deferred_methods(self):
         server, client = make()
@@ -133,6 +137,7 @@ class AsyncMiddlewareTests(TestCase):
         self.assertEqual((r.code, r.json()), (403, {"error": "denied"}))
 
 
+@per_engine
 class FailingMiddlewareTests(TestCase):
     async def test_raising_process_request_is_500_and_outer_response_runs(self):
         server, client = make()
@@ -222,6 +227,7 @@ class CustomMiddleware(Middleware):
         return response
 
 
+@per_engine
 class SeedMiddlewareTests(TestCase):
     def setUp(self):
         self.server, self.client = make()

@@ -26,6 +26,7 @@ from pyliteflux import Middleware, Server, StreamResponse, streaming
 from pyliteflux.core import streaming as core_streaming
 from pyliteflux.core.routing import Router
 from pyliteflux.streaming import SSEStream, in_thread, sse_event, sse_response
+from tests.engines import per_engine
 
 
 async def gather(*ds: Deferred) -> List[Any]:
@@ -138,6 +139,7 @@ class StreamingTestCase(unittest.TestCase):
             await proto.lost
 
 
+@per_engine
 class StreamResponseTests(StreamingTestCase):
     async def test_first_chunk_arrives_before_the_generator_finishes(self) -> None:
         server = self.make_server()
@@ -741,6 +743,7 @@ class SSEStreamTests(unittest.TestCase):
         self.assertRaises(StopIteration, next, sse)
 
 
+@per_engine
 class ExampleTests(StreamingTestCase):
     """``examples/streaming.py`` (the seed's streaming routes) really serves."""
 

@@ -1,7 +1,7 @@
 """Hostile HTTP input: body limits, slow clients, connection caps, odd URLs, bad JSON."""
 
 
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from twisted.internet import reactor, task
 from twisted.internet.address import IPv4Address
@@ -10,8 +10,9 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pyliteflux import Router, Server
-from pyliteflux.adapters.http.site import Site
+from pyliteflux.adapters import http_factory
 from pyliteflux.testing import TestClient, serve
+from tests.engines import per_engine
 from tests.tcp_client import exchange, send_then_eof
 
 
@@ -34,6 +35,7 @@ def app(**config):
     return server
 
 
+@per_engine
 class LoopbackHostileTests(TestCase):
     async def start(self, **config):
         running = await serve(app(**config), protocol="http")
@@ -94,13 +96,14 @@ class LoopbackHostileTests(TestCase):
         self.assertEqual(order, [b"0", b"1", b"2", b"3", b"4", b"last"])
 
 
+@per_engine
 class SlowClientTests(SynchronousTestCase):
     """Deadlines driven by a Clock: no waiting."""
 
     def channel(self, **config):
         server = app(**config)
         clock = task.Clock()
-        site = Site(server.resource, reactor=clock)
+        site = http_factory(server.adapter_context, reactor=clock)
         channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000))
         transport = StringTransport()
         channel.makeConnection(transport)
@@ -210,7 +213,7 @@ class SlowClientTests(SynchronousTestCase):
 
     def test_connection_caps(self):
         server = app(max_http_connections=2)
-        site = Site(server.resource, reactor=task.Clock())
+        site = http_factory(server.adapter_context, reactor=task.Clock())
         addr = IPv4Address("TCP", "10.0.0.1", 1)
         first = site.buildProtocol(addr)
         second = site.buildProtocol(addr)
@@ -223,12 +226,13 @@ class SlowClientTests(SynchronousTestCase):
 
     def test_per_address_cap(self):
         server = app(max_http_connections_per_ip=1)
-        site = Site(server.resource, reactor=task.Clock())
+        site = http_factory(server.adapter_context, reactor=task.Clock())
         self.assertIsNotNone(site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 1)))
         self.assertIsNone(site.buildProtocol(IPv4Address("TCP", "10.0.0.1", 2)))
         self.assertIsNotNone(site.buildProtocol(IPv4Address("TCP", "10.0.0.2", 1)))
 
 
+@per_engine
 class BadJSONTests(TestCase):
     async def test_bad_json_bodies_are_400(self):
         client = TestClient(app())
@@ -246,8 +250,11 @@ class BadJSONTests(TestCase):
         self.assertEqual(r.json()["json"], {"e": "\U0001F600"})
 
 
+@per_engine
 class AdapterPropertyTests(TestCase):
-    @settings(max_examples=60, deadline=None)
+    # one test method, run per engine by a subclass: a different executor on purpose
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.differing_executors])
     @given(query=st.text(max_size=40), body=st.binary(max_size=200),
            ctype=st.sampled_from(["application/json", "application/x-www-form-urlencoded",
                                   "multipart/form-data; boundary=b", "text/plain", ""]),
@@ -270,6 +277,7 @@ class AdapterPropertyTests(TestCase):
 
 
 
+@per_engine
 class HalfCloseTests(TestCase):
     async def test_request_answered_after_client_half_closes(self):
         server = app()

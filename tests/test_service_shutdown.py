@@ -19,11 +19,13 @@ from twisted.trial import unittest
 
 from pyliteflux.app import Server
 from pyliteflux.core.routing import Router
+from tests.engines import per_engine
 
 ENDPOINTS = {"http": ["tcp:0:interface=127.0.0.1"], "tcp": ["tcp:0:interface=127.0.0.1"]}
 SHUTDOWN_LINE = b'{"type": "shutdown"}\n'
 
 
+@per_engine
 class ShutdownTests(unittest.TestCase):
     def setUp(self) -> None:
         self.clock = MemoryReactorClock()

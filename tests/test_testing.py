@@ -8,6 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pyliteflux import Route, Router, Server
 from pyliteflux.testing import TestClient, load_app, serve
+from tests.engines import per_engine
 
 
 def app():
@@ -27,6 +28,7 @@ def app():
     return server
 
 
+@per_engine
 class TestClientTests(TestCase):
     async def test_response_api(self):
         r = await TestClient(app()).get("/hello")
@@ -77,6 +79,7 @@ class TestClientTests(TestCase):
             await b.send("who")
 
 
+@per_engine
 class ServeTests(TestCase):
     async def test_serve_on_free_ports_and_stop_cleanly(self):
         running = await serve(app())

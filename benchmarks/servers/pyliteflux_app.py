@@ -8,6 +8,9 @@ Modes:
   params    GET /r{i}/{id} for i in 0..99 -> {"route": i, "id": id}
   echo      TCP command "echo" returning the request's data dict (keep-alive)
   push      keep-alive TCP clients; GET /broadcast calls server.push_message
+
+An HTTP mode with ``-llhttp`` appended (``hello-llhttp``) runs it on the
+llhttp engine (``http_engine = "llhttp"``, SPEC §17).
 """
 
 import os
@@ -21,7 +24,9 @@ from twisted.internet import reactor  # noqa: E402
 from pyliteflux import Middleware, Server, g  # noqa: E402
 from pyliteflux.core.routing import Router  # noqa: E402
 
-MODES = ("hello", "hello_mw", "hello_metrics", "post", "params", "echo", "push")
+_HTTP_MODES = ("hello", "hello_mw", "post", "params")
+MODES = ("hello", "hello_mw", "hello_metrics", "post", "params", "echo", "push") + tuple(
+    m + "-llhttp" for m in _HTTP_MODES)
 
 
 class SetUser(Middleware):
@@ -49,6 +54,9 @@ class ReadUser(Middleware):
 def build(mode, http_port, tcp_port):
     server = Server(router=Router())
     server.config.info = False
+    if mode.endswith("-llhttp"):
+        mode = mode[:-len("-llhttp")]
+        server.config.http_engine = "llhttp"
     server.config.update(
         http_endpoint=f"tcp:{http_port}:interface=127.0.0.1:backlog=1024",
         tcp_endpoint=f"tcp:{tcp_port}:interface=127.0.0.1:backlog=1024",

@@ -8,13 +8,14 @@ maps to the function that builds its Twisted factory from an
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional
 
 from .common import AdapterContext
 from .http import HTTPResource, Site
 from .tcp import LineFactory
 
-__all__ = ["ADAPTERS", "AdapterContext", "http_resource", "build_factory"]
+__all__ = ["ADAPTERS", "AdapterContext", "http_resource", "http_factory", "build_factory",
+           "HTTP_ENGINES"]
 
 
 def http_resource(context: AdapterContext) -> HTTPResource:
@@ -25,8 +26,34 @@ def http_resource(context: AdapterContext) -> HTTPResource:
     return resource
 
 
-def _http_factory(context: AdapterContext) -> Site:
-    return Site(http_resource(context), timeout=context.config.http_idle_timeout or None)
+def _twisted_factory(context: AdapterContext, reactor: Optional[Any] = None) -> Site:
+    kwargs = {"reactor": reactor} if reactor is not None else {}
+    return Site(http_resource(context), timeout=context.config.http_idle_timeout or None,
+                **kwargs)
+
+
+def _llhttp_factory(context: AdapterContext, reactor: Optional[Any] = None) -> Any:
+    from .llhttp import LLHTTPFactory  # httptools is only needed by this engine
+
+    return LLHTTPFactory(context, reactor=reactor)
+
+
+#: config ``http_engine`` -> builder of the HTTP factory (SPEC §17)
+HTTP_ENGINES: Dict[str, Callable[..., Any]] = {
+    "twisted": _twisted_factory,
+    "llhttp": _llhttp_factory,
+}
+
+
+def http_factory(context: AdapterContext, reactor: Optional[Any] = None,
+                 engine: Optional[str] = None) -> Any:
+    """The HTTP factory of the configured engine (``engine`` overrides it);
+    its connection timers on ``reactor`` when given (a ``Clock`` in tests)."""
+    return HTTP_ENGINES[engine or context.config.http_engine](context, reactor)
+
+
+def _http_factory(context: AdapterContext) -> Any:
+    return http_factory(context)
 
 
 def _tcp_factory(context: AdapterContext) -> LineFactory:

@@ -95,7 +95,11 @@ def _decode_query(raw: bytes, what: str = "query string") -> Dict[str, List[str]
 
 
 class HTTPRequest(Request):
-    """An HTTP request. ``raw`` is the underlying ``twisted.web`` request."""
+    """An HTTP request. ``raw`` is the underlying ``twisted.web`` request, or
+    on the llhttp engine its ``adapters.llhttp.RawRequest`` (the same
+    attributes this class reads: ``method``, ``uri``, ``path``,
+    ``requestHeaders``, ``content``, ``parseCookies``/``received_cookies``,
+    ``getClientAddress``)."""
 
     protocol = "http"
     # parsed on first access; class-level defaults keep __init__ cheap
@@ -108,7 +112,7 @@ class HTTPRequest(Request):
     _form: Optional[Dict[str, str]] = None
     _files: Dict[str, UploadedFile] = {}  # replaced per request when a multipart form is parsed
 
-    def __init__(self, raw: "TwistedRequest", jobs: Any = None) -> None:
+    def __init__(self, raw: "TwistedRequest | Any", jobs: Any = None) -> None:
         self.raw = raw
         self._jobs = jobs
         self.path_params = {}

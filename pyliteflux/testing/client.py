@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from ..adapters.http import Site
+from ..adapters import http_factory
 from ..app import Server
 from .http import InMemoryHTTP, TestResponse, build_request
 from .jobs import SyncJobs
@@ -29,12 +29,14 @@ class TestClient:
     ``jobs="sync"`` (default) runs background jobs as soon as the response
     is written; ``jobs="capture"`` keeps them in ``client.jobs.captured``
     until ``client.jobs.run_all()``; ``jobs="real"`` leaves the server's
-    thread pool in charge.
+    thread pool in charge. ``http_engine`` picks the HTTP engine (default:
+    the server's ``config.http_engine``).
     """
 
     __test__ = False
 
-    def __init__(self, server: Server, jobs: str = "sync", reactor: Any = None) -> None:
+    def __init__(self, server: Server, jobs: str = "sync", reactor: Any = None,
+                 http_engine: Optional[str] = None) -> None:
         self.server = server
         if reactor is None:
             from twisted.internet import reactor as global_reactor
@@ -44,8 +46,8 @@ class TestClient:
         self.jobs: Optional[SyncJobs] = None if jobs == "real" else SyncJobs(server.jobs, jobs)
         # the production Site, with its connection timers on a clock of its own:
         # an in-memory connection must not leave calls in the test's reactor
-        self._http = InMemoryHTTP(Site(server.resource, timeout=server.config.http_idle_timeout
-                                       or None, reactor=Clock()), reactor)
+        self._http = InMemoryHTTP(http_factory(server.adapter_context, reactor=Clock(),
+                                               engine=http_engine), reactor)
         self._factory = server.tcp_factory()
         self._next_port = 50000
 

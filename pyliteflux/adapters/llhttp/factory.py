@@ -1,0 +1,106 @@
+"""The llhttp engine's factory: connection caps, the access log, and the
+HTTP side of graceful shutdown (``service.shutdown.Drainable``), as our
+``twisted.web`` Site has them."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from ..common import AdapterContext, ConnectionSet
+from ..http.channel import ConnectionLimiter
+from .protocol import LLHTTPProtocol
+from .respond import Responder
+
+__all__ = ["LLHTTPFactory"]
+
+_access_log = Logger(namespace="pyliteflux.access")
+
+
+class LLHTTPFactory(Factory, ConnectionSet):
+    """Builds the llhttp engine's connections for one app."""
+
+    noisy = False
+    side = "http"
+
+    def __init__(self, context: AdapterContext, reactor: Optional[Any] = None) -> None:
+        self.context = context
+        self.config = context.config
+        self.jobs = context.jobs
+        self.responder = Responder(context)
+        self.limiter = ConnectionLimiter()
+        self._reactor = reactor
+
+    @property
+    def reactor(self) -> Any:
+        return self._reactor if self._reactor is not None else self.context.reactor
+
+    def buildProtocol(self, addr: Any) -> Optional[LLHTTPProtocol]:
+        config = self.config
+        host = getattr(addr, "host", None)
+        if not self.limiter.acquire(host, config.max_http_connections,
+                                    config.max_http_connections_per_ip):
+            return None  # Twisted closes the connection at once
+        proto = LLHTTPProtocol(self, addr)
+        proto.limiter_host = host  # type: ignore[attr-defined]
+        proto._limiter_released = False  # type: ignore[attr-defined]
+        self.track(proto)
+        return proto
+
+    def connection_closed(self, proto: LLHTTPProtocol) -> None:
+        self.limiter.release(proto)
+        self.forget(proto)
+
+    def log(self, raw: Any) -> None:
+        """The access log line of a finished response (when ``info`` is on)."""
+        if self.config.info:
+            _access_log.info(
+                "{client} {method} {uri} {code} {length}",
+                client=getattr(raw.channel.peer, "host", "-"),
+                method=raw.method.decode("ascii", "replace"),
+                uri=raw.uri.decode("ascii", "replace"),
+                code=raw.code,
+                length=raw.sentLength,
+            )
+
+    # -- Drainable -----------------------------------------------------------------------
+
+    def close_idle(self) -> None:
+        """Close idle keep-alive connections; busy ones close after the
+        response in flight (``Connection: close`` when not started yet)."""
+        for proto in self:
+            current = proto.current
+            if current is None and not proto._queue:
+                proto.transport.loseConnection()
+                continue
+            proto._input_closed = True
+            for raw in [current, *proto._queue]:
+                if raw is not None and not raw.startedWriting:
+                    raw.close_after = True
+
+    def busy(self) -> List[str]:
+        out = []
+        for proto in self:
+            for raw in [proto.current, *proto._queue]:
+                if raw is not None:
+                    out.append(f"{raw.method.decode('latin-1')} {raw.uri.decode('latin-1')}")
+        return out
+
+    def say_goodbye(self) -> int:
+        return 0  # HTTP has nobody to tell: in-flight responses end with Connection: close
+
+    def abort(self) -> List[str]:
+        aborted = []
+        for proto in self:
+            transport = proto.transport
+            if transport is None:
+                continue
+            try:
+                peer = transport.getPeer()
+                aborted.append(f"http {peer.host}:{peer.port}")
+            except Exception:
+                aborted.append("http ?")
+            transport.abortConnection()
+        return aborted
