@@ -9,6 +9,7 @@ then starts the request's background jobs. It never sees the ``Server``.
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any, Callable, Dict, Iterator, List, Optional, Set
 
 from twisted.internet.defer import CancelledError, Deferred
@@ -82,6 +83,34 @@ class ConnectionSet:
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.connections())
+
+
+# (module level: a Logger that is a class attribute takes the class's name)
+_access_log = Logger(namespace="pyliteflux.access")
+
+
+def log_response(metrics: Any, info: bool, request: Any, client: str) -> None:
+    """What every HTTP engine does as a response finishes: count it (SPEC §16)
+    and write the access log line (when ``info``). ``request`` has ``method``,
+    ``uri``, ``code``, ``sentLength``, ``route`` and ``started``
+    (``perf_counter()`` when it began)."""
+    started = request.started
+    if metrics is not None:
+        metrics.http(request.method, request.route, request.code, perf_counter() - started)
+    if info:
+        uri = request.uri.decode("ascii", "replace")
+        _access_log.info(
+            "{client} {method} {uri} {code} {length}",
+            client=client,
+            method=request.method.decode("ascii", "replace"),
+            uri=uri,
+            path=uri.split("?", 1)[0],
+            code=request.code,
+            status=request.code,
+            route=request.route,
+            length=request.sentLength,
+            duration=round(perf_counter() - started, 6) if started else None,
+        )
 
 
 def when_done(value: Any, done: Callable[..., Any], failed: Callable[..., Any],

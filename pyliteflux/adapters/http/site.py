@@ -23,14 +23,13 @@ from ...core.codec import dumps_json
 from ...core.requests import HTTPRequest
 from ...core.routing import UNMATCHED
 from ...twisted_internals import FAST_HEADERS, channel_requests, raw_headers
-from ..common import ConnectionSet
+from ..common import ConnectionSet, log_response
 from .channel import ConnectionLimiter, GuardedChannel, GuardedRequest
 from .resource import HTTPResource
 
 __all__ = ["Site", "TwistedRequest", "http_date"]
 
 # (module level: a Logger that is a class attribute takes the class's name)
-_access_log = Logger(namespace="pyliteflux.access")
 _SERVER = server.version
 _JSON = b"application/json"
 
@@ -138,26 +137,8 @@ class Site(server.Site, ConnectionSet):
         return channel
 
     def log(self, request: Any) -> None:  # Twisted calls this as each response finishes
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.http(request.method, request.route, request.code,
-                         perf_counter() - request.started)
-        if self.config.info:
-            addr = request.getClientAddress()
-            uri = request.uri.decode("ascii", "replace")
-            started = getattr(request, "started", 0.0)
-            _access_log.info(
-                "{client} {method} {uri} {code} {length}",
-                client=getattr(addr, "host", "-"),
-                method=request.method.decode("ascii", "replace"),
-                uri=uri,
-                path=uri.split("?", 1)[0],
-                code=request.code,
-                status=request.code,
-                route=getattr(request, "route", UNMATCHED),
-                length=request.sentLength,
-                duration=round(perf_counter() - started, 6) if started else None,
-            )
+        log_response(self.metrics, self.config.info, request,
+                     getattr(request.getClientAddress(), "host", "-"))
 
     # -- Drainable -----------------------------------------------------------------------
 

@@ -9,14 +9,13 @@ from typing import Any, List, Optional
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
-from ..common import AdapterContext, ConnectionSet
+from ..common import AdapterContext, ConnectionSet, log_response
 from ..http.channel import ConnectionLimiter
 from .protocol import LLHTTPProtocol
 from .respond import Responder
 
 __all__ = ["LLHTTPFactory"]
 
-_access_log = Logger(namespace="pyliteflux.access")
 
 
 class LLHTTPFactory(Factory, ConnectionSet):
@@ -32,6 +31,9 @@ class LLHTTPFactory(Factory, ConnectionSet):
         self.responder = Responder(context)
         self.limiter = ConnectionLimiter()
         self._reactor = reactor
+        self.metrics = metrics = context.metrics
+        if metrics is not None:
+            metrics.watch(self)  # its open connections are a gauge, read when scraped
 
     @property
     def reactor(self) -> Any:
@@ -54,16 +56,8 @@ class LLHTTPFactory(Factory, ConnectionSet):
         self.forget(proto)
 
     def log(self, raw: Any) -> None:
-        """The access log line of a finished response (when ``info`` is on)."""
-        if self.config.info:
-            _access_log.info(
-                "{client} {method} {uri} {code} {length}",
-                client=getattr(raw.channel.peer, "host", "-"),
-                method=raw.method.decode("ascii", "replace"),
-                uri=raw.uri.decode("ascii", "replace"),
-                code=raw.code,
-                length=raw.sentLength,
-            )
+        """Count a finished response and write its access log line."""
+        log_response(self.metrics, self.config.info, raw, getattr(raw.channel.peer, "host", "-"))
 
     # -- Drainable -----------------------------------------------------------------------
 

@@ -12,12 +12,14 @@ writes it in one ``transport.write``. Request headers become a
 from __future__ import annotations
 
 from io import BytesIO
+from time import perf_counter
 from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 
+from ...core.routing import UNMATCHED
 from .wire import head_bytes
 
 __all__ = ["RawRequest"]
@@ -32,6 +34,7 @@ class RawRequest:
     # response state; class-level defaults keep __init__ cheap
     code = 200
     startedWriting = False
+    route = UNMATCHED  # the registered pattern, once routed (metrics' label)
     finished = False
     _disconnected = False
     chunked = False
@@ -55,6 +58,7 @@ class RawRequest:
         self.header_list = headers
         self.content = BytesIO(body) if body else None
         self.persistent = persistent
+        self.started = perf_counter()  # the access log's and metrics' duration
 
     # -- what HTTPRequest reads ------------------------------------------------------
 
