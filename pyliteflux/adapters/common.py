@@ -16,6 +16,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 
 from ..core.errors import INTERNAL_ERROR
+from ..core.routing import UNMATCHED
 from ..core.pipeline import is_deferred
 
 __all__ = ["AdapterContext", "ConnectionSet", "when_done", "cancel_if_pending",
@@ -94,9 +95,11 @@ def log_response(metrics: Any, info: bool, request: Any, client: str) -> None:
     and write the access log line (when ``info``). ``request`` has ``method``,
     ``uri``, ``code``, ``sentLength``, ``route`` and ``started``
     (``perf_counter()`` when it began)."""
-    started = request.started
+    started = getattr(request, "started", 0.0)  # (a plain Twisted request has neither)
+    route = getattr(request, "route", UNMATCHED)
     if metrics is not None:
-        metrics.http(request.method, request.route, request.code, perf_counter() - started)
+        metrics.http(request.method, route, request.code,
+                     perf_counter() - started if started else 0.0)
     if info:
         uri = request.uri.decode("ascii", "replace")
         _access_log.info(
@@ -107,7 +110,7 @@ def log_response(metrics: Any, info: bool, request: Any, client: str) -> None:
             path=uri.split("?", 1)[0],
             code=request.code,
             status=request.code,
-            route=request.route,
+            route=route,
             length=request.sentLength,
             duration=round(perf_counter() - started, 6) if started else None,
         )
