@@ -225,6 +225,8 @@ class Server:
             failure = run_until_stopped(service, self.reactor)
         finally:
             self._running_reactor = False
+            if self._service is service:
+                self._service = None
         if failure is not None:
             failure.raiseException()
 
@@ -277,8 +279,15 @@ class Server:
 
     def close_tcp_connections(self) -> int:
         """Send each long-lived client a goodbye and close it cleanly (what
-        shutdown does); returns how many were told."""
+        shutdown does): every push target of this node, and every connection
+        of the running service's listeners. Returns how many were told."""
+        told = 0
+        for target in list(self.hub.connections.values()):
+            send = getattr(target, "send_shutdown", None)
+            if send is not None and not getattr(target, "closing", False):
+                send()
+                told += 1
         service = self._service
-        if service is None:
-            return 0
-        return sum(d.say_goodbye() for d in service.drainables)
+        if service is not None:
+            told += sum(d.say_goodbye() for d in service.drainables)
+        return told

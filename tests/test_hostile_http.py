@@ -119,6 +119,14 @@ class SlowClientTests(SynchronousTestCase):
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 408"))
         self.assertTrue(transport.disconnecting)
 
+    def test_what_follows_a_rejection_is_dropped_not_buffered(self):
+        channel, transport, _, _ = self.channel(max_body_size=10)
+        channel.dataReceived(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 413"))
+        for _ in range(100):  # (a TLS transport keeps delivering until close_notify)
+            channel.dataReceived(b"x" * 10_000 + b"\r\n")
+        self.assertEqual(len(getattr(channel, "_buffer", b"")), 0)
+
     def test_chunked_body_over_limit_never_reaches_the_handler(self):
         channel, transport, _, site = self.channel(max_body_size=10)
         ran = []

@@ -121,3 +121,30 @@ async def test_pytest_twisted_style():
     conn = client.connect()
     assert await conn.send("who") == conn.client_id
     await defer.succeed(None)
+
+
+class ClientLikeTests(TestCase):
+    """TestClient behaves as an HTTP client would (encoding, cut-off bodies)."""
+
+    async def test_non_ascii_paths_and_headers_are_encoded(self):
+        server = Server(router=Router(), info=False)
+        server.route("/hé")(lambda r: {"path": r.path, "h": r.headers.get("X-Name")})
+        r = await TestClient(server).get("/hé", headers={"X-Name": "日本"})
+        self.assertEqual(r.code, 200)
+        self.assertEqual(r.json()["path"], "/hé")
+
+    async def test_a_stream_cut_off_midway_is_a_failed_response(self):
+        from twisted.web.client import ResponseFailed
+
+        from pyliteflux import StreamResponse
+
+        server = Server(router=Router(), info=False)
+
+        def broken():
+            yield "part1"
+            raise RuntimeError("the stream broke")
+
+        server.route("/s")(lambda r: StreamResponse(broken()))
+        with self.assertRaises(ResponseFailed):
+            await TestClient(server).get("/s")
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)

@@ -16,8 +16,8 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 
 from ..core.errors import INTERNAL_ERROR
-from ..core.routing import UNMATCHED
 from ..core.pipeline import is_deferred
+from ..core.routing import UNMATCHED
 
 __all__ = ["AdapterContext", "ConnectionSet", "when_done", "cancel_if_pending",
            "INTERNAL_ERROR"]

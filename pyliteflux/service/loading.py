@@ -14,7 +14,8 @@ import traceback
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-__all__ = ["importing_app", "load_app", "AppLoadError", "run_suppressed"]
+__all__ = ["importing_app", "load_app", "AppLoadError", "NotAServer", "AppModuleNotFound",
+           "AppAttributeMissing", "run_suppressed"]
 
 _run_suppressed = 0
 
@@ -41,6 +42,14 @@ class AppLoadError(ValueError):
 
 class NotAServer(AppLoadError, TypeError):
     """The name was found, but it is not a ``Server`` (nor makes one)."""
+
+
+class AppModuleNotFound(AppLoadError, ModuleNotFoundError):
+    """The app's module does not exist (also a ``ModuleNotFoundError``)."""
+
+
+class AppAttributeMissing(AppLoadError, AttributeError):
+    """The app's module has no such attribute (also an ``AttributeError``)."""
 
 
 def _short_traceback() -> str:
@@ -79,7 +88,7 @@ def load_app(spec: str, expected: type, *, default_attr: str = "", fresh: bool =
                 module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
-            raise AppLoadError(
+            raise AppModuleNotFound(
                 f"--app {spec}: no module named {exc.name!r} "
                 f"(searched from {cwd}; is it on PYTHONPATH?)") from None
         raise AppLoadError(f"--app {spec}: importing {module_name} failed:\n"
@@ -94,7 +103,7 @@ def load_app(spec: str, expected: type, *, default_attr: str = "", fresh: bool =
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise AppLoadError(f"--app {spec}: module {module_name!r} has no "
+            raise AppAttributeMissing(f"--app {spec}: module {module_name!r} has no "
                                f"attribute {attr!r}") from None
     if not isinstance(obj, expected) and callable(obj):
         try:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 from typing import Any, Callable, List, Optional, Tuple
+from urllib.parse import quote
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from twisted.web.client import ResponseFailed
 from twisted.web.http_headers import Headers
 
 __all__ = ["TestResponse", "InMemoryHTTP", "build_request"]
@@ -49,13 +51,19 @@ class TestResponse:
 
 def build_request(method: str, target: str, headers: List[Tuple[str, str]],
                   body: Optional[bytes]) -> bytes:
-    """The bytes of one HTTP/1.1 request."""
-    lines = [f"{method} {target} HTTP/1.1", "Host: testserver"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    if body is not None:
-        lines.append(f"Content-Length: {len(body)}")
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-    return head + (body or b"")
+    """The bytes of one HTTP/1.1 request. As an HTTP client would, the target
+    is percent-encoded where it is not ASCII (or holds spaces) and header
+    values are UTF-8; a ``Content-Length`` given in ``headers`` is kept."""
+    target = quote(target, safe=_TARGET_SAFE)
+    lines = [f"{method} {target} HTTP/1.1".encode("ascii"), b"Host: testserver"]
+    lines.extend(f"{name}: {value}".encode() for name, value in headers)
+    if body is not None and not any(n.lower() == "content-length" for n, _ in headers):
+        lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
+
+
+#: what a target may hold as it is (everything printable in ASCII but space)
+_TARGET_SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
 class _ResponseParser:
@@ -134,6 +142,11 @@ class _ResponseParser:
             self.complete = True
         return True
 
+    @property
+    def until_close(self) -> bool:
+        """A body without a length: it ends when the connection closes."""
+        return self._state == "fixed" and self._left < 0
+
     def response(self) -> TestResponse:
         return TestResponse(self.code, self.headers, b"".join(self.body))
 
@@ -199,8 +212,11 @@ class InMemoryHTTP:
             if call is not None and call.active():
                 call.cancel()
             channel.connectionLost(Failure(ConnectionDone()))
-            if parser.code and (parser.complete or not parser.head_request):
+            if parser.complete or parser.until_close:
                 result.callback(parser.response())
+            elif parser.code:  # cut off: the server dropped it mid-body, on purpose or not
+                result.errback(ResponseFailed([Failure(ConnectionDone(
+                    "the response was cut off before its end"))]))
             else:
                 result.errback(ConnectionDone("closed before a response"))
 

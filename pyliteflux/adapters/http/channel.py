@@ -186,6 +186,11 @@ class GuardedChannel(HTTPChannel):
         self._rate_mark = self.body_bytes
         self._rate_call = self.callLater(_RATE_WINDOW, self._check_body_rate)
 
+    def dataReceived(self, data: bytes) -> None:
+        if self.rejected:  # answered and closing: drop what follows (TLS keeps
+            return         # delivering until the peer's close_notify)
+        HTTPChannel.dataReceived(self, data)
+
     def allContentReceived(self) -> None:
         if self.rejected:  # a body cut off (over the size limit): its request never runs
             return
@@ -216,11 +221,12 @@ class GuardedChannel(HTTPChannel):
         self._cancel("_header_call")
         self._cancel("_rate_call")
         self.setTimeout(None)
-        # whatever else this connection sends is ignored: the line parser
-        # stops (LineReceiver's ``paused``), a body being read is dropped
-        # (``handleContentChunk``) and its request never runs
-        # (``allContentReceived``)
+        # whatever else this connection sends is ignored: new data
+        # (``dataReceived``), the rest of the chunk being parsed (LineReceiver's
+        # ``paused``), a body being read (``handleContentChunk``) and its
+        # request, which never runs (``allContentReceived``)
         self.paused = True
+        self._buffer = b""
         self.transport.write(_error_bytes(status, reason, message))
         self.transport.loseConnection()
 

@@ -13,7 +13,6 @@ from time import perf_counter, time
 from typing import Any, List
 from urllib.parse import unquote_to_bytes as unquote
 
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.http import Request as HTTPChannelRequest
@@ -173,5 +172,5 @@ class Site(server.Site, ConnectionSet):
                 aborted.append(f"http {peer.host}:{peer.port}")
             except Exception:
                 aborted.append("http ?")
-            transport.abortConnection()
+            getattr(transport, "abortConnection", transport.loseConnection)()
         return aborted

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any, List, Optional
 
 from twisted.internet.protocol import Factory
-from twisted.logger import Logger
 
 from ..common import AdapterContext, ConnectionSet, log_response
 from ..http.channel import ConnectionLimiter

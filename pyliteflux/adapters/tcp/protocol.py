@@ -338,7 +338,9 @@ class LineProtocol(LineOnlyReceiver, TimeoutMixin, TopicsMixin):
                 return False
         return True
 
-    send_push = push_line  # the push-target side: payloads end in their newline
+    def send_push(self, payload: bytes) -> bool:
+        """The push-target side: a push payload already ends in its newline."""
+        return self.push_line(payload)
 
     def send_shutdown(self) -> None:
         """Tell the client the server is going away, then close cleanly."""
@@ -391,6 +393,7 @@ class LineFactory(Factory, ConnectionSet):
         aborted = []
         for proto in self:
             aborted.append(f"tcp {proto.client_id}")
-            if proto.transport is not None:
-                proto.transport.abortConnection()
+            transport = proto.transport
+            if transport is not None:
+                getattr(transport, "abortConnection", transport.loseConnection)()
         return aborted
