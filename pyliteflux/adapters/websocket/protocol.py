@@ -132,6 +132,9 @@ class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):
             super().connectionLost(reason)
         finally:
             self.closing = True
+            call = getattr(self, "closeHandshakeTimeoutCall", None)
+            if call is not None and call.active():  # autobahn leaves it behind
+                call.cancel()
             self.factory.forget(self)
             if self.registered:
                 self.hub.unregister(self)
@@ -192,7 +195,7 @@ class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):
             return
         if isBinary:
             _log.info("closing WebSocket {client}: binary message", client=self.client_id)
-            self.sendClose(1003, "text messages only")
+            self.sendCloseFrame(1003, b"text messages only", isReply=False)
             return
         if self._read_pauses:  # autobahn hands over every frame of a read at once
             self._backlog.append(payload)
@@ -295,7 +298,8 @@ class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):
         if self.state == _OPEN:
             self.send_push(shutdown_message(self.data_type))
             self.closing = True
-            self.sendClose(1001, "server shutting down")
+            # (sendClose takes application codes only: 1000 or 3000-4999)
+            self.sendCloseFrame(1001, b"server shutting down", isReply=False)
         else:  # still in the opening handshake
             self.closing = True
             self.transport.loseConnection()
