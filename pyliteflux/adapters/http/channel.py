@@ -200,8 +200,14 @@ class GuardedChannel(HTTPChannel):
         """The client sent EOF (``shutdown(SHUT_WR)``, ``nc -N``): finish the
         request in hand, then close; Twisted's channel would drop it."""
         self.persistent = False
-        if not self._handlingRequest:
+        if not self._handlingRequest or self._streaming_push():
             self.transport.loseConnection()
+
+    def _streaming_push(self) -> bool:
+        """Whether this connection carries an SSE push stream (SPEC §14): an
+        ``EventSource`` that sends EOF is gone, not waiting for an answer."""
+        sse = getattr(getattr(self, "site", None), "sse", None)
+        return sse is not None and any(sse.owns(r) for r in self.requests)
 
     def writeConnectionLost(self) -> None:
         self.transport.loseConnection()
