@@ -29,6 +29,7 @@ from zope.interface import implementer
 from ...core.errors import INTERNAL_ERROR
 from ...core.requests import TCPRequest
 from ...push.target import TopicsMixin
+from ...twisted_internals import can_write_through, send_now
 from ..common import AdapterContext, cancel_if_pending, when_done
 from ..tcp.lines import BOM, LineError, encode_reply, parse_line
 from .frames import WS_JSON, WS_XML, shutdown_message, text_frame
@@ -93,6 +94,7 @@ class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):
         self.data_type = "json"  # format of the latest request: pushes use it
         self.client_address: Tuple[str, int] = ("", 0)
         self.client_id = ""
+        self._direct = False
         #: called once when the connection closes (an HTTP engine's slot release)
         self.on_close: Optional[Callable[[], None]] = None
 
@@ -110,6 +112,7 @@ class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):
         except Exception:  # pragma: no cover - a transport without one
             pass
         transport.registerProducer(self, True)
+        self._direct = can_write_through(transport)
         super().connectionMade()
 
     def onConnect(self, request: Any) -> None:
@@ -268,17 +271,27 @@ class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):
             self._resume_reading("pending")
 
     def _send_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
-        if self.send_push(text_frame(line)) and request is not None:
+        if self._write(text_frame(line), False) and request is not None:
             self._jobs.start_after(request)
 
     # -- output --------------------------------------------------------------------------
 
     def send_push(self, payload: bytes) -> bool:
-        """Write one ready frame (a reply, or a push framed once for many
-        clients); disconnect a client too far behind. False if it is gone."""
+        """Write one push, framed once for many clients; disconnect a client
+        too far behind. False if it is gone."""
+        return self._write(payload, self._direct)
+
+    def _write(self, payload: bytes, direct: bool) -> bool:
         if self.closing or self.state != _OPEN:
             return False
-        self.transport.write(payload)
+        # PERF: a push goes straight to the socket when nothing is queued (as on
+        # TCP: fan-out to 2,000 clients 65 -> 37 ms); replies keep Twisted's
+        # write, which batches them per reactor turn (round trips 0.68 -> 0.85
+        # of bare autobahn with the direct write)
+        if direct:
+            send_now(self.transport, payload)
+        else:
+            self.transport.write(payload)
         if self._output_paused:
             self._unsent += len(payload)
             if self._unsent > self._max_output:
@@ -296,7 +309,7 @@ class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):
         if self.closing:
             return False
         if self.state == _OPEN:
-            self.send_push(shutdown_message(self.data_type))
+            self._write(shutdown_message(self.data_type), False)
             self.closing = True
             # (sendClose takes application codes only: 1000 or 3000-4999)
             self.sendCloseFrame(1001, b"server shutting down", isReply=False)
