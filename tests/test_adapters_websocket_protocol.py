@@ -243,7 +243,7 @@ class HostileTests(TestCase):
     async def test_thousand_clients_receive_one_broadcast(self):
         port = await self.start()
         clients = []
-        for start in range(0, 1000, 40):  # in batches within the listen backlog (50)
+        for _batch in range(0, 1000, 40):  # in batches within the listen backlog (50)
             batch = await defer.gatherResults(
                 [RawWebSocket.open(port) for _ in range(40)], consumeErrors=True)
             clients.extend(batch)

@@ -158,8 +158,8 @@ class SSEEndpoint:
 
     def handle(self, request: HTTPRequest) -> Any:
         """The built-in ``GET sse_path`` handler."""
-        raw = request.raw
-        topics = [t.decode("utf-8", "replace") for t in raw.args.get(b"topic", [])]
+        raw: Any = request.raw
+        topics = [t.decode("utf-8", "replace") for t in (raw.args or {}).get(b"topic", [])]
         limit = self.context.config.max_topics_per_connection
         if len(set(topics)) > limit:
             raise BadRequest(f"at most {limit} topics per connection")

@@ -63,7 +63,7 @@ class WebSocketFactory(WebSocketServerFactory, ConnectionSet):
     """Builds ``WebSocketProtocol`` connections and knows the open ones
     (folded into the HTTP ``Site``'s ``Drainable`` for shutdown)."""
 
-    protocol = WebSocketProtocol
+    protocol = WebSocketProtocol  # type: ignore[assignment]
     noisy = False
     side = "websocket"
     #: seconds a close handshake may take before the connection is dropped
@@ -104,7 +104,7 @@ class WebSocketFactory(WebSocketServerFactory, ConnectionSet):
             trustXForwardedFor=0,
         )
 
-    def buildProtocol(self, addr: Any) -> WebSocketProtocol:
+    def buildProtocol(self, addr: Any) -> WebSocketProtocol:  # type: ignore[override]
         proto = WebSocketProtocol(self.context)
         proto.factory = self
         self.track(proto)
@@ -128,11 +128,11 @@ class WebSocketFactory(WebSocketServerFactory, ConnectionSet):
         proto = self.buildProtocol(transport.getPeer())
         proto.on_close = on_close
         if isinstance(transport, ProtocolWrapper):  # TLS wrapping protocol
-            transport.wrappedProtocol = proto
+            transport.wrappedProtocol = proto  # type: ignore[assignment]
         elif isinstance(getattr(transport, "protocol", None), ProtocolWrapper):
             transport.protocol.wrappedProtocol = proto
         else:
-            transport.protocol = proto
+            transport.protocol = proto  # type: ignore[assignment]
         proto.makeConnection(transport)
         resume = getattr(transport, "resumeProducing", None)
         if resume is not None:  # the HTTP side paused reading while it handled the request

@@ -17,7 +17,7 @@ client's limit, not ours, and a push is framed once for every client.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, List, Optional, Set, Tuple
 
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol as _WS
@@ -33,9 +33,6 @@ from ...twisted_internals import can_write_through, send_now
 from ..common import AdapterContext, cancel_if_pending, when_done
 from ..tcp.lines import BOM, LineError, encode_reply, parse_line
 from .frames import WS_JSON, WS_XML, shutdown_message, text_frame
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .factory import WebSocketFactory
 
 __all__ = ["WebSocketProtocol", "origin_allowed"]
 
@@ -68,12 +65,12 @@ def origin_allowed(origin: Optional[str], host: Optional[str], allowed: List[str
 
 
 @implementer(IPushProducer)
-class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):
+class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):  # type: ignore[misc]
     """One WebSocket client connection; a push target while open."""
 
     transport_name = "websocket"
     transport: Any
-    factory: "WebSocketFactory"
+    factory: Any  # our WebSocketFactory (factory.py imports this module)
 
     def __init__(self, context: AdapterContext) -> None:
         super().__init__()
