@@ -4,35 +4,48 @@ It uses its own ``Router`` (not the process-wide ``Route.default``), so
 building it never adds routes to an application's registry. Try it::
 
     python -m pyliteflux                      # or: twistd -n pyliteflux
+    open http://127.0.0.1:8000/ in a browser  # the chat page (WebSocket)
+    curl "http://127.0.0.1:8000/say?text=hi"  # appears on the page and on nc clients
     curl http://127.0.0.1:8000/hello
     curl -N http://127.0.0.1:8000/stream?count=5
     nc 127.0.0.1 8001                         # then type: subscribe
     curl "http://127.0.0.1:8000/hello?client_id=127.0.0.1:PORT"   # push after 1 s
 
-HTTP routes: ``/`` (this list), ``/hello`` (``?client_id=`` pushes "Hello via
+HTTP routes: ``/`` (the chat page), ``/routes`` (this list), ``/say?text=``
+(a chat message to every browser and TCP client), ``/hello`` (``?client_id=`` pushes "Hello via
 HTTP GET!" to that TCP client from a background job after ``delay`` s),
 ``/push?client_id=&message=``, ``/broadcast?message=``, ``/stream`` (server-sent
 events from a non-blocking generator) and ``/slow?seconds=`` (answers after a
-while; handy to watch graceful shutdown). TCP commands: ``subscribe``,
-``clients``, ``echo``.
+while; handy to watch graceful shutdown). TCP commands (also over
+the WebSocket at ``/ws``): ``subscribe``, ``clients``, ``echo``, ``join`` (a
+topic; the chat page joins ``chat``), ``say`` (a chat message).
 """
 
 from __future__ import annotations
 
+import json
 import time
+from importlib import resources
 from typing import Any, Optional
 
 from twisted.internet.task import deferLater
 
 from .app import Server
 from .core.errors import BadRequest
-from .core.responses import StreamResponse
+from .core.responses import HTTPResponse, StreamResponse
 from .core.routing import Router
 from .log import Logger
 
 __all__ = ["make_server"]
 
 _log = Logger("pyliteflux.demo")
+CHAT_TOPIC = "chat"
+
+
+def chat_page(websocket_path: str) -> str:
+    """The chat page (package data ``static/chat.html``) for ``websocket_path``."""
+    text = resources.files("pyliteflux").joinpath("static/chat.html").read_text("utf-8")
+    return text.replace('"__WEBSOCKET_PATH__"', json.dumps(websocket_path).replace("<", "\\u003c"))
 
 
 def _number(request: Any, name: str, default: float, low: float, high: float) -> float:
@@ -58,6 +71,16 @@ def make_server(reactor: Any = None, **settings: Any) -> Server:
 
     @router.register("/", method="GET")
     def index(request: Any) -> Any:
+        path = server.config.websocket_path
+        if not path:
+            return {"error": "the chat page needs a websocket_path"}, 404
+        return HTTPResponse(chat_page(path), headers={
+            "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-cache",
+            "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
+                                       "style-src 'unsafe-inline'; connect-src 'self' ws: wss:"})
+
+    @router.register("/routes", method="GET")
+    def routes(request: Any) -> Any:
         return {
             "app": "pyliteflux demo",
             "http": sorted({entry.path for entry in router.routes() if entry.protocol == "http"}),
@@ -117,6 +140,34 @@ def make_server(reactor: Any = None, **settings: Any) -> Server:
     @router.register("echo", protocol="tcp")
     def echo(request: Any) -> Any:
         return {"echo": request.data}
+
+    # -- the chat: browsers (WebSocket, SSE) and nc clients (TCP) together --------------
+
+    def say(sender: str, text: Any) -> int:
+        """Push a chat line to the chat topic and to every TCP client not in it
+        (a plain ``nc`` client has joined nothing)."""
+        if not isinstance(text, str) or not text.strip():
+            raise BadRequest("say needs some text")
+        message = {"from": sender, "text": text[:2000]}
+        reached = server.push_message(message, topic=CHAT_TOPIC)
+        for target in list(server.connections.values()):
+            if target.transport_name == "tcp" and CHAT_TOPIC not in target.topics:
+                reached += server.push_message(message, target.client_id)
+        return reached
+
+    @router.register("join", protocol="tcp")
+    def join(request: Any) -> Any:
+        topic = request.data if isinstance(request.data, str) and request.data else CHAT_TOPIC
+        request.connection.subscribe(topic)
+        return {"joined": topic, "client_id": request.client_id}
+
+    @router.register("say", protocol="tcp")
+    def say_command(request: Any) -> Any:
+        return {"said": say(request.client_id, request.data)}
+
+    @router.register("/say", method="GET")
+    def say_http(request: Any) -> Any:
+        return {"said": say("http", request.query_params.get("text"))}
 
     # -- streaming and slow responses -------------------------------------------------
 

@@ -15,7 +15,7 @@ from the server's config when the connection is made.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import connectionDone
@@ -205,8 +205,14 @@ class GuardedChannel(HTTPChannel):
         """The client sent EOF (``shutdown(SHUT_WR)``, ``nc -N``): finish the
         request in hand, then close; Twisted's channel would drop it."""
         self.persistent = False
-        if not self._handlingRequest:
+        if not self._handlingRequest or self._streaming_push():
             self.transport.loseConnection()
+
+    def _streaming_push(self) -> bool:
+        """Whether this connection carries an SSE push stream (SPEC §14): an
+        ``EventSource`` that sends EOF is gone, not waiting for an answer."""
+        sse = getattr(getattr(self, "site", None), "sse", None)
+        return sse is not None and any(sse.owns(r) for r in self.requests)
 
     def writeConnectionLost(self) -> None:
         self.transport.loseConnection()
@@ -230,6 +236,20 @@ class GuardedChannel(HTTPChannel):
         self.transport.write(_error_bytes(status, reason, message))
         self.transport.loseConnection()
 
+
+    def detach(self) -> Callable[[], None]:
+        """The connection leaves HTTP (a WebSocket upgrade takes the transport):
+        stop this channel's timers and its Site's tracking, and return the
+        function that gives its connection slot back, for when the new
+        protocol closes (``connectionLost`` will not be called here)."""
+        self._cancel("_header_call")
+        self._cancel("_rate_call")
+        self.setTimeout(None)
+        forget = getattr(self.factory, "forget", None)
+        if forget is not None:
+            forget(self)
+        limiter = getattr(self, "limiter", None)
+        return (lambda: limiter.release(self)) if limiter is not None else (lambda: None)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel("_header_call")

@@ -25,6 +25,7 @@ from ...core.requests import HTTPRequest
 from ...core.responses import StreamResponse, normalise_headers, render_http
 from ...core.streaming import stream
 from ..common import AdapterContext, cancel_if_pending, when_done
+from ..sse import SSEEndpoint, SSERequest
 
 __all__ = ["HTTPResource", "add_headers"]
 
@@ -64,12 +65,18 @@ class HTTPResource(Resource):
         self.context = context
         self._dispatch = context.dispatch
         self._jobs = context.jobs
+        #: ``sse_path``'s built-in push stream (SPEC §14) and its open streams
+        self.sse = SSEEndpoint(context)
 
     def getChildWithDefault(self, path: bytes, request: Any) -> "HTTPResource":
         return self
 
     def render(self, request: Any) -> Any:
-        req = HTTPRequest(request, self._jobs)
+        sse = self.sse
+        if sse.path is not None and request.path == sse.path:
+            req: HTTPRequest = SSERequest(request, self._jobs, sse)
+        else:
+            req = HTTPRequest(request, self._jobs)
         return self.settle(request, req, self._dispatch(req))
 
     def settle(self, request: Any, req: HTTPRequest, value: Any) -> Any:

@@ -5,6 +5,13 @@ request path, and the drain steps of graceful shutdown for HTTP.
 serves our ``HTTPResource`` (which answers every path itself) and writes
 the common dict response directly: the same bytes as Twisted's own path
 (``tests/test_adapters_http_site.py`` compares them), for less work.
+
+The paths of SPEC §14 take Twisted's own way (one set lookup on the fast
+path decides): ``websocket_path`` with ``Upgrade: websocket`` goes to the
+WebSocket resource (``Site.getResourceFor``), ``sse_path`` to the
+``HTTPResource``, which serves it as an SSE push target unless the app has
+a route there. The WebSocket factory and the open SSE streams are part of
+this Site's ``Drainable``: shutdown says goodbye to them with the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from ...core.requests import HTTPRequest
 from ...core.routing import UNMATCHED
 from ...twisted_internals import FAST_HEADERS, channel_requests, raw_headers
 from ..common import ConnectionSet, log_response
+from ..websocket import WebSocketFactory, WebSocketUpgradeResource, is_upgrade
 from .channel import ConnectionLimiter, GuardedChannel, GuardedRequest
 from .resource import HTTPResource
 
@@ -62,7 +70,8 @@ class TwistedRequest(GuardedRequest):
         site = self.channel.site  # type: ignore[attr-defined]
         resource = site.resource
         path = self.path
-        if type(resource) is not HTTPResource or path == b"*" or not FAST_HEADERS:
+        if (type(resource) is not HTTPResource or path == b"*" or not FAST_HEADERS
+                or path in site.special_paths):  # PERF: one set lookup for the §14 paths
             return super().process()
         self.site = site
         raw = raw_headers(self.responseHeaders)
@@ -115,11 +124,28 @@ class Site(server.Site, ConnectionSet):
         kwargs.setdefault("parsePOSTFormSubmission", False)
         super().__init__(resource, **kwargs)
         self.resource_ = resource
-        self.config = resource.context.config
+        context = resource.context
+        self.config = context.config
         self.limiter = ConnectionLimiter()
         self.metrics = metrics = resource.context.metrics
         if metrics is not None:
             metrics.watch(self)  # its open connections are a gauge, read when scraped
+        self.sse = resource.sse
+        ws_path = self.config.websocket_path
+        self.websocket_path = ws_path.encode("utf-8") if ws_path else None
+        self.websocket = WebSocketFactory(context) if ws_path else None
+        self.websocket_resource = (WebSocketUpgradeResource(self.websocket)
+                                   if self.websocket is not None else None)
+        #: the paths the request fast path leaves to Twisted's own way
+        self.special_paths = frozenset(p for p in (self.websocket_path, self.sse.path) if p)
+
+    def getResourceFor(self, request: Any) -> Any:
+        """``websocket_path`` with ``Upgrade: websocket`` is the WebSocket
+        resource; everything else is the app's."""
+        if (request.path == self.websocket_path and self.websocket_resource is not None
+                and is_upgrade(request)):
+            return self.websocket_resource
+        return super().getResourceFor(request)
 
     def buildProtocol(self, addr: Any) -> Any:
         config = self.config
@@ -155,11 +181,26 @@ class Site(server.Site, ConnectionSet):
                     request.responseHeaders.setRawHeaders(b"Connection", [b"close"])
 
     def busy(self) -> List[str]:
-        return [f"{r.method.decode('latin-1')} {r.uri.decode('latin-1')}"
-                for channel in self for r in channel_requests(channel)]
+        owns = self.sse.owns  # an open SSE stream is long-lived, not in flight
+        found = [f"{r.method.decode('latin-1')} {r.uri.decode('latin-1')}"
+                 for channel in self for r in channel_requests(channel) if not owns(r)]
+        if self.websocket is not None:
+            found.extend(self.websocket.busy())
+        return found
 
     def say_goodbye(self) -> int:
-        return 0  # HTTP has nobody to tell: in-flight responses end with Connection: close
+        """WebSocket clients get ``{"type": "shutdown"}`` and a 1001 close; SSE
+        streams end. (Other HTTP responses end with ``Connection: close``.)"""
+        told = self.sse.say_goodbye()
+        if self.websocket is not None:
+            told += self.websocket.say_goodbye()
+        return told
+
+    def open_count(self) -> int:
+        count = super().open_count()
+        if self.websocket is not None:
+            count += self.websocket.open_count()
+        return count
 
     def abort(self) -> List[str]:
         aborted = []
@@ -173,4 +214,6 @@ class Site(server.Site, ConnectionSet):
             except Exception:
                 aborted.append("http ?")
             getattr(transport, "abortConnection", transport.loseConnection)()
+        if self.websocket is not None:
+            aborted.extend(self.websocket.abort())
         return aborted

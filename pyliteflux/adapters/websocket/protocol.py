@@ -1,0 +1,316 @@
+"""One WebSocket client: the TCP line protocol of SPEC §9 in text messages.
+
+Autobahn does the RFC 6455 work (handshake, framing, masking, UTF-8
+validation, close handshake, pings); this class is what the TCP
+``LineProtocol`` is for a socket: each text message is one request through
+the same pipeline, routes (``protocol="tcp"``) and middlewares, replies go
+out in request order, and the connection is a push target from the moment
+the handshake succeeds until it closes (whatever ``tcp_keep_alive`` says).
+
+Output is bounded as on TCP: the protocol is the transport's push producer,
+so when the socket's buffer fills we stop reading this client, and a client
+more than ``max_output_buffer`` bytes behind is disconnected (counted as a
+``slow_consumer`` drop). Replies and pushes are written as pre-built frames
+(``frames.text_frame``), bypassing ``sendMessage``: its size check is the
+client's limit, not ours, and a push is framed once for every client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Set, Tuple
+
+from autobahn.twisted.websocket import WebSocketServerProtocol
+from autobahn.websocket.protocol import WebSocketProtocol as _WS
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from ...core.errors import INTERNAL_ERROR
+from ...core.requests import TCPRequest
+from ...push.target import TopicsMixin
+from ...twisted_internals import can_write_through, send_now
+from ..common import AdapterContext, cancel_if_pending, when_done
+from ..tcp.lines import BOM, LineError, encode_reply, parse_line
+from .frames import WS_JSON, WS_XML, shutdown_message, text_frame
+
+__all__ = ["WebSocketProtocol", "origin_allowed"]
+
+_log = Logger(namespace="pyliteflux.websocket")
+_OPEN = _WS.STATE_OPEN
+_DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
+
+
+def _strip_default_port(netloc: str, scheme: Optional[str] = None) -> str:
+    host, sep, port = netloc.rpartition(":")
+    if sep and "]" not in port and port in (
+            (_DEFAULT_PORTS.get(scheme, ""),) if scheme else ("80", "443")):
+        return host
+    return netloc
+
+
+def origin_allowed(origin: Optional[str], host: Optional[str], allowed: List[str]) -> bool:
+    """The origin rule of SPEC §14: no ``Origin`` (not a browser), the same
+    host as ``Host`` (default ports ignored), or listed in ``allowed``
+    (``websocket_origins``; ``"*"`` allows every origin)."""
+    if origin is None:
+        return True
+    origin = origin.strip().lower().rstrip("/")
+    if "*" in allowed or origin in (a.lower().rstrip("/") for a in allowed):
+        return True
+    scheme, sep, netloc = origin.partition("://")
+    if not sep or not host or "/" in netloc:
+        return False  # "null" (a file:// page, a sandbox) and junk: only when listed
+    return _strip_default_port(netloc, scheme) == _strip_default_port(host.strip().lower())
+
+
+@implementer(IPushProducer)
+class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):  # type: ignore[misc]
+    """One WebSocket client connection; a push target while open."""
+
+    transport_name = "websocket"
+    transport: Any
+    factory: Any  # our WebSocketFactory (factory.py imports this module)
+
+    def __init__(self, context: AdapterContext) -> None:
+        super().__init__()
+        self.context = context
+        self.hub = context.hub
+        self._dispatch = context.dispatch
+        self._jobs = context.jobs
+        config = self._config = context.config
+        self._max_output = config.max_output_buffer
+        self._max_pending = config.max_pending_per_connection
+        self._pending: List[List[Any]] = []  # [reply frame or None, request, Deferred]
+        self._backlog: List[bytes] = []  # messages that arrived while reading was paused
+        self._read_pauses: Set[str] = set()
+        self._output_paused = False
+        self._unsent = 0
+        self.closing = False
+        self.registered = False
+        self.data_type = "json"  # format of the latest request: pushes use it
+        self.client_address: Tuple[str, int] = ("", 0)
+        self.client_id = ""
+        self._direct = False
+        #: called once when the connection closes (an HTTP engine's slot release)
+        self.on_close: Optional[Callable[[], None]] = None
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        host = getattr(peer, "host", None)
+        port = getattr(peer, "port", None) if host is not None else id(self)
+        self.client_address = (host or "unix", port or 0)
+        self.client_id = f"ws:{self.client_address[0]}:{self.client_address[1]}"
+        transport = self.transport
+        try:  # the HTTP channel was the transport's producer until the upgrade
+            transport.unregisterProducer()
+        except Exception:  # pragma: no cover - a transport without one
+            pass
+        transport.registerProducer(self, True)
+        self._direct = can_write_through(transport)
+        super().connectionMade()
+
+    def onConnect(self, request: Any) -> None:
+        headers = request.headers
+        if not origin_allowed(headers.get("origin"), headers.get("host"),
+                              self._config.websocket_origins):
+            _log.info("refusing WebSocket {client}: origin {origin!r} not allowed",
+                      client=self.client_id, origin=headers.get("origin"))
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "Origin not allowed")
+        return None  # no subprotocol
+
+    def onOpen(self) -> None:
+        if self.closing:
+            return
+        self.hub.register(self)
+        self.registered = True
+
+    def connectionLost(self, reason: Any = None) -> None:
+        try:
+            super().connectionLost(reason)
+        finally:
+            self.closing = True
+            call = getattr(self, "closeHandshakeTimeoutCall", None)
+            if call is not None and call.active():  # autobahn leaves it behind
+                call.cancel()
+            self.factory.forget(self)
+            if self.registered:
+                self.hub.unregister(self)
+                self.registered = False
+            pending, self._pending = self._pending, []
+            for slot in pending:
+                cancel_if_pending(slot[2])
+            self._backlog = []
+            on_close, self.on_close = self.on_close, None
+            if on_close is not None:
+                on_close()
+
+    @property
+    def push_format(self) -> str:
+        """Pushes follow the format of the client's latest request."""
+        return WS_XML if self.data_type == "xml" else WS_JSON
+
+    @property
+    def pending_count(self) -> int:
+        """Commands received whose replies are not sent yet."""
+        return len(self._pending)
+
+    # -- IPushProducer: the transport tells us when our output backs up ------------
+
+    def pauseProducing(self) -> None:
+        if not self._output_paused:
+            self._output_paused = True
+            self._unsent = 0
+            self._pause_reading("output")
+
+    def resumeProducing(self) -> None:
+        self._output_paused = False
+        self._unsent = 0
+        self._resume_reading("output")
+
+    def stopProducing(self) -> None:
+        self.closing = True
+
+    def _pause_reading(self, reason: str) -> None:
+        if not self._read_pauses and self.transport is not None:
+            self.transport.pauseProducing()
+        self._read_pauses.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason not in self._read_pauses:
+            return
+        self._read_pauses.discard(reason)
+        if self._read_pauses or self.closing:
+            return
+        self.transport.resumeProducing()
+        while self._backlog and not self._read_pauses and not self.closing:
+            self._handle(self._backlog.pop(0))
+
+    # -- requests --------------------------------------------------------------------
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.closing:
+            return
+        if isBinary:
+            _log.info("closing WebSocket {client}: binary message", client=self.client_id)
+            self.sendCloseFrame(1003, b"text messages only", isReply=False)
+            return
+        if self._read_pauses:  # autobahn hands over every frame of a read at once
+            self._backlog.append(payload)
+            return
+        self._handle(payload)
+
+    def _handle(self, line: bytes) -> None:
+        if line.endswith(b"\n"):
+            line = line[:-1]
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if line.startswith(BOM):
+            line = line[3:]
+        if not line or line.isspace():
+            return
+        try:
+            command, data, data_type, request_id, element, headers = parse_line(line)
+        except LineError as err:
+            self._queue_reply(encode_reply(err.body(), err.data_type, err.request_id), None)
+            return
+        self.data_type = data_type
+        request = TCPRequest(
+            command, data, data_type, self.client_address, self._jobs,
+            request_id=request_id, line=line, element=element,
+            headers=headers, connection=self, client_id=self.client_id,
+        )
+        value = self._dispatch(request)
+        slot: List[Any] = [None, request, None]
+        if when_done(value, self._async_done, self._async_failed, slot) is not None:
+            slot[2] = value
+            self._pending.append(slot)
+            if len(self._pending) >= self._max_pending:
+                self._pause_reading("pending")
+        elif self._pending:
+            self._pending.append([self._encode(value, request), request, None])
+        else:
+            self._send_reply(self._encode(value, request), request)
+
+    def _encode(self, value: Any, request: TCPRequest) -> bytes:
+        try:
+            return encode_reply(value, request.data_type, request.id)
+        except Exception:
+            _log.failure("cannot encode the reply to {request!r}", request=request)
+            return encode_reply(INTERNAL_ERROR, request.data_type, request.id)
+
+    def _queue_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
+        if self._pending:
+            self._pending.append([line, request, None])
+        else:
+            self._send_reply(line, request)
+
+    def _async_done(self, value: Any, slot: List[Any]) -> None:
+        slot[0] = self._encode(value, slot[1])
+        slot[2] = None
+        self._flush()
+
+    def _async_failed(self, failure: Any, slot: List[Any]) -> None:
+        if self.closing:
+            return
+        slot[0] = encode_reply(INTERNAL_ERROR, slot[1].data_type, slot[1].id)
+        slot[2] = None
+        self._flush()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        while pending and pending[0][0] is not None:
+            line, request, _ = pending.pop(0)
+            self._send_reply(line, request)
+        if len(pending) < self._max_pending:
+            self._resume_reading("pending")
+
+    def _send_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
+        if self._write(text_frame(line), False) and request is not None:
+            self._jobs.start_after(request)
+
+    # -- output --------------------------------------------------------------------------
+
+    def send_push(self, payload: bytes) -> bool:
+        """Write one push, framed once for many clients; disconnect a client
+        too far behind. False if it is gone."""
+        return self._write(payload, self._direct)
+
+    def _write(self, payload: bytes, direct: bool) -> bool:
+        if self.closing or self.state != _OPEN:
+            return False
+        # PERF: a push goes straight to the socket when nothing is queued (as on
+        # TCP: fan-out to 2,000 clients 65 -> 37 ms); replies keep Twisted's
+        # write, which batches them per reactor turn (round trips 0.68 -> 0.85
+        # of bare autobahn with the direct write)
+        if direct:
+            send_now(self.transport, payload)
+        else:
+            self.transport.write(payload)
+        if self._output_paused:
+            self._unsent += len(payload)
+            if self._unsent > self._max_output:
+                _log.warn("disconnecting slow WebSocket client {client}: over {limit} bytes "
+                          "unsent", client=self.client_id, limit=self._max_output)
+                self.hub.stats.drop("slow_consumer")
+                self.closing = True
+                self.transport.abortConnection()
+                return False
+        return True
+
+    def send_shutdown(self) -> bool:
+        """The server is going away: a ``{"type": "shutdown"}`` message, then a
+        1001 close. False if there was nobody to tell."""
+        if self.closing:
+            return False
+        if self.state == _OPEN:
+            self._write(shutdown_message(self.data_type), False)
+            self.closing = True
+            # (sendClose takes application codes only: 1000 or 3000-4999)
+            self.sendCloseFrame(1001, b"server shutting down", isReply=False)
+        else:  # still in the opening handshake
+            self.closing = True
+            self.transport.loseConnection()
+        return True
