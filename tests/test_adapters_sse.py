@@ -10,6 +10,7 @@ from twisted.trial.unittest import TestCase
 
 from pyliteflux import Middleware, Router, Server
 from pyliteflux.testing import serve
+from tests.engines import per_engine
 
 
 class SSEClient(protocol.Protocol):
@@ -61,6 +62,7 @@ def app(**config):
     return Server(router=Router(), info=False, **config)
 
 
+@per_engine
 class SSETests(TestCase):
     async def start(self, server):
         self.server = server

@@ -9,6 +9,7 @@ from twisted.trial.unittest import TestCase
 from pyliteflux import Middleware, Router, Server, g
 from pyliteflux.adapters.websocket import origin_allowed
 from pyliteflux.testing import serve
+from tests.engines import per_engine
 from tests.ws_client import RawWebSocket, frame
 
 
@@ -43,6 +44,7 @@ def app(**config):
     return server
 
 
+@per_engine
 class CommandTests(TestCase):
     async def asyncSetUp(self, **config):
         self.server = app(**config)
@@ -145,6 +147,7 @@ class CommandTests(TestCase):
         self.assertEqual(len(reply["blob"]), 5000)
 
 
+@per_engine
 class HostileTests(TestCase):
     async def start(self, **config):
         self.server = app(**config)
@@ -255,6 +258,7 @@ class HostileTests(TestCase):
         self.assertEqual(got, [{"type": "push", "data": {"to": "all"}}] * 1000)
 
 
+@per_engine
 class OriginRuleTests(TestCase):
     def test_rule(self):
         self.assertTrue(origin_allowed(None, "h:1", []))

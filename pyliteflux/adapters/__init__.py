@@ -33,7 +33,11 @@ def _twisted_factory(context: AdapterContext, reactor: Optional[Any] = None) -> 
 
 
 def _llhttp_factory(context: AdapterContext, reactor: Optional[Any] = None) -> Any:
-    from .llhttp import LLHTTPFactory  # httptools is only needed by this engine
+    from .llhttp import LLHTTPFactory, register_upgrade  # httptools: only this engine's
+    from .websocket.upgrade import upgrade_request
+
+    # WebSocket handshakes at websocket_path go to the WebSocket adapter
+    register_upgrade("websocket", upgrade_request, path_key="websocket_path")
 
     return LLHTTPFactory(context, reactor=reactor)
 

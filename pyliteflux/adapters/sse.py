@@ -138,8 +138,10 @@ class SSESubscriber(TopicsMixin):
     def abort(self) -> None:
         self.close()
         transport = getattr(self.raw, "transport", None)
+        if transport is None:  # (the llhttp engine's request: its connection's)
+            transport = getattr(getattr(self.raw, "channel", None), "transport", None)
         if transport is not None:
-            transport.abortConnection()
+            getattr(transport, "abortConnection", transport.loseConnection)()
 
 
 class SSEEndpoint:
@@ -159,7 +161,7 @@ class SSEEndpoint:
     def handle(self, request: HTTPRequest) -> Any:
         """The built-in ``GET sse_path`` handler."""
         raw: Any = request.raw
-        topics = [t.decode("utf-8", "replace") for t in (raw.args or {}).get(b"topic", [])]
+        topics = request.query_list.get("topic", [])
         limit = self.context.config.max_topics_per_connection
         if len(set(topics)) > limit:
             raise BadRequest(f"at most {limit} topics per connection")

@@ -75,14 +75,28 @@ class LLHTTPFactory(Factory, ConnectionSet):
 
     def busy(self) -> List[str]:
         out = []
+        owns = self.responder.sse.owns  # an open SSE stream is long-lived, not in flight
         for proto in self:
             for raw in [proto.current, *proto._queue]:
-                if raw is not None:
+                if raw is not None and not owns(raw):
                     out.append(f"{raw.method.decode('latin-1')} {raw.uri.decode('latin-1')}")
         return out
 
+    def _websocket(self) -> Any:
+        return self.context.shared.get("websocket_factory")
+
     def say_goodbye(self) -> int:
-        return 0  # HTTP has nobody to tell: in-flight responses end with Connection: close
+        """WebSocket clients get ``{"type": "shutdown"}`` and a 1001 close; SSE
+        streams end. (Other HTTP responses end with ``Connection: close``.)"""
+        told = self.responder.sse.say_goodbye()
+        websocket = self._websocket()
+        if websocket is not None:
+            told += websocket.say_goodbye()
+        return told
+
+    def open_count(self) -> int:
+        websocket = self._websocket()
+        return super().open_count() + (websocket.open_count() if websocket is not None else 0)
 
     def abort(self) -> List[str]:
         aborted = []
@@ -95,5 +109,8 @@ class LLHTTPFactory(Factory, ConnectionSet):
                 aborted.append(f"http {peer.host}:{peer.port}")
             except Exception:
                 aborted.append("http ?")
-            transport.abortConnection()
+            getattr(transport, "abortConnection", transport.loseConnection)()
+        websocket = self._websocket()
+        if websocket is not None:
+            aborted.extend(websocket.abort())
         return aborted

@@ -348,6 +348,9 @@ class LLHTTPProtocol(Guards, Protocol):
         self._input_closed = True
         if self.current is None and not self._queue and self._held is None:
             self.transport.loseConnection()
+        elif self.current is not None and self.factory.responder.sse.owns(self.current):
+            # an EventSource that sends EOF is gone, not waiting for an answer
+            self.transport.loseConnection()
 
     def writeConnectionLost(self) -> None:
         self.transport.loseConnection()

@@ -21,6 +21,7 @@ from ...core.requests import HTTPRequest
 from ...core.responses import StreamResponse, normalise_headers, render_http
 from ...core.streaming import stream
 from ..common import AdapterContext, cancel_if_pending, when_done
+from ..sse import SSEEndpoint, SSERequest
 from .raw import RawRequest
 from .upgrade import find_upgrade
 from .wire import head_bytes, json_prefix
@@ -41,12 +42,18 @@ class Responder:
         self.config = context.config
         self._dispatch = context.dispatch
         self._jobs = context.jobs
+        #: ``sse_path``'s built-in push stream (SPEC §14), as on the twisted engine
+        self.sse = SSEEndpoint(context)
+        self._sse_path = self.sse.path
 
     def start(self, proto: Any, raw: RawRequest) -> None:  # PERF: the request fast path
         """Answer ``raw`` (now the connection's current request)."""
         if raw.path == b"*":
             return self._star(proto, raw)
-        req = HTTPRequest(raw, self._jobs)
+        if raw.path == self._sse_path:
+            req: HTTPRequest = SSERequest(raw, self._jobs, self.sse)
+        else:
+            req = HTTPRequest(raw, self._jobs)
         raw.req = req  # type: ignore[attr-defined]
         rest = getattr(raw, "upgrade_rest", None)
         if rest is not None and self._upgrade(proto, raw, req):
@@ -87,8 +94,11 @@ class Responder:
             taken = None
         if taken is None:
             return False
+        first = b""
+        if isinstance(taken, tuple):  # (protocol, bytes it must see first)
+            taken, first = taken
         proto.current = None
-        proto.hand_over(taken, proto.release_held(raw))
+        proto.hand_over(taken, first + proto.release_held(raw))
         return True
 
     # -- writing -----------------------------------------------------------------------

@@ -8,7 +8,9 @@ adapter context once every earlier response on the connection is out.
 The handler returns a Twisted protocol to take the connection over — it
 then gets ``makeConnection(transport)``, the bytes that followed the
 request (``dataReceived``) and everything after; it writes the ``101``
-itself — or None to decline, and the request is served as plain HTTP.
+itself — or ``(protocol, first_bytes)`` to have ``first_bytes`` delivered
+before those (the WebSocket adapter replays the handshake request), or None
+to decline, and the request is served as plain HTTP.
 A handler registered with ``path_key`` only sees requests whose path is
 that config key's value (``websocket_path`` for WebSocket).
 """
