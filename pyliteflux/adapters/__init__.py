@@ -33,11 +33,13 @@ def _twisted_factory(context: AdapterContext, reactor: Optional[Any] = None) -> 
 
 
 def _llhttp_factory(context: AdapterContext, reactor: Optional[Any] = None) -> Any:
-    from .llhttp import LLHTTPFactory, register_upgrade  # httptools: only this engine's
+    from .llhttp import LLHTTPFactory  # httptools: only this engine's
+    from .llhttp.upgrade import has_upgrade, register_upgrade
     from .websocket.upgrade import upgrade_request
 
-    # WebSocket handshakes at websocket_path go to the WebSocket adapter
-    register_upgrade("websocket", upgrade_request, path_key="websocket_path")
+    if not has_upgrade("websocket"):  # (unless an app registered its own)
+        # WebSocket handshakes at websocket_path go to the WebSocket adapter
+        register_upgrade("websocket", upgrade_request, path_key="websocket_path")
 
     return LLHTTPFactory(context, reactor=reactor)
 

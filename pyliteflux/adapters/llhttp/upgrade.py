@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Optional, Tuple
 
-__all__ = ["UpgradeHandler", "register_upgrade", "unregister_upgrade", "find_upgrade"]
+__all__ = ["UpgradeHandler", "register_upgrade", "unregister_upgrade", "find_upgrade",
+           "has_upgrade"]
 
 #: (request: HTTPRequest, context: AdapterContext) -> a protocol, or None to decline
 UpgradeHandler = Callable[[Any, Any], Any]
@@ -31,6 +32,11 @@ def register_upgrade(token: str, handler: UpgradeHandler, path_key: Optional[str
     """Serve ``Upgrade: token`` requests with ``handler`` (e.g. ``"websocket"``,
     ``path_key="websocket_path"``). Registering a token again replaces it."""
     _HANDLERS[token.lower().encode("ascii")] = (handler, path_key)
+
+
+def has_upgrade(token: str) -> bool:
+    """Whether a handler is registered for ``Upgrade: token``."""
+    return token.lower().encode("ascii") in _HANDLERS
 
 
 def unregister_upgrade(token: str) -> None:
