@@ -2,7 +2,7 @@
 
     http.site.Site (websocket_path) -> factory.WebSocketUpgradeResource
         -> factory.WebSocketFactory.take_over -> protocol.WebSocketProtocol
-        -> tcp.lines.parse_line -> core.pipeline -> frames.text_frame (write)
+        -> commands.CommandSession -> lines.parse_line -> core.pipeline -> frames.text_frame (write)
 
 ``WebSocketFactory.take_over(transport, handshake, on_close)`` is the entry
 point for any HTTP engine that wants to hand an upgrade request over.

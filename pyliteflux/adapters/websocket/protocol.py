@@ -26,12 +26,12 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from ...core.errors import INTERNAL_ERROR
 from ...core.requests import TCPRequest
 from ...push.target import TopicsMixin
 from ...twisted_internals import can_write_through, send_now
-from ..common import AdapterContext, cancel_if_pending, when_done
-from ..tcp.lines import BOM, LineError, encode_reply, parse_line
+from ..commands import CommandSession
+from ..common import AdapterContext, cancel_if_pending
+from ..lines import BOM
 from .frames import WS_JSON, WS_XML, shutdown_message, text_frame
 
 __all__ = ["WebSocketProtocol", "origin_allowed"]
@@ -65,7 +65,7 @@ def origin_allowed(origin: Optional[str], host: Optional[str], allowed: List[str
 
 
 @implementer(IPushProducer)
-class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):  # type: ignore[misc]
+class WebSocketProtocol(CommandSession, WebSocketServerProtocol, TopicsMixin):  # type: ignore[misc]
     """One WebSocket client connection; a push target while open."""
 
     transport_name = "websocket"
@@ -211,61 +211,7 @@ class WebSocketProtocol(WebSocketServerProtocol, TopicsMixin):  # type: ignore[m
             line = line[3:]
         if not line or line.isspace():
             return
-        try:
-            command, data, data_type, request_id, element, headers = parse_line(line)
-        except LineError as err:
-            self._queue_reply(encode_reply(err.body(), err.data_type, err.request_id), None)
-            return
-        self.data_type = data_type
-        request = TCPRequest(
-            command, data, data_type, self.client_address, self._jobs,
-            request_id=request_id, line=line, element=element,
-            headers=headers, connection=self, client_id=self.client_id,
-        )
-        value = self._dispatch(request)
-        slot: List[Any] = [None, request, None]
-        if when_done(value, self._async_done, self._async_failed, slot) is not None:
-            slot[2] = value
-            self._pending.append(slot)
-            if len(self._pending) >= self._max_pending:
-                self._pause_reading("pending")
-        elif self._pending:
-            self._pending.append([self._encode(value, request), request, None])
-        else:
-            self._send_reply(self._encode(value, request), request)
-
-    def _encode(self, value: Any, request: TCPRequest) -> bytes:
-        try:
-            return encode_reply(value, request.data_type, request.id)
-        except Exception:
-            _log.failure("cannot encode the reply to {request!r}", request=request)
-            return encode_reply(INTERNAL_ERROR, request.data_type, request.id)
-
-    def _queue_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
-        if self._pending:
-            self._pending.append([line, request, None])
-        else:
-            self._send_reply(line, request)
-
-    def _async_done(self, value: Any, slot: List[Any]) -> None:
-        slot[0] = self._encode(value, slot[1])
-        slot[2] = None
-        self._flush()
-
-    def _async_failed(self, failure: Any, slot: List[Any]) -> None:
-        if self.closing:
-            return
-        slot[0] = encode_reply(INTERNAL_ERROR, slot[1].data_type, slot[1].id)
-        slot[2] = None
-        self._flush()
-
-    def _flush(self) -> None:
-        pending = self._pending
-        while pending and pending[0][0] is not None:
-            line, request, _ = pending.pop(0)
-            self._send_reply(line, request)
-        if len(pending) < self._max_pending:
-            self._resume_reading("pending")
+        self.handle_command(line)
 
     def _send_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
         if self._write(text_frame(line), False) and request is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Tuple
 
-from ...core.codec import (
+from ..core.codec import (
     DecodeError,
     data_to_xml,
     dumps_json,
@@ -19,7 +19,7 @@ from ...core.codec import (
     parse_xml,
     xml_to_data,
 )
-from ...core.responses import HTTPResponse, StreamResponse
+from ..core.responses import HTTPResponse, StreamResponse
 
 __all__ = ["parse_line", "encode_reply", "LineError", "ParsedLine", "BOM"]
 

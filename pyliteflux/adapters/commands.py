@@ -1,0 +1,112 @@
+"""The command side shared by every transport of the §9 line format (TCP
+lines, WebSocket text messages): one request per line through the pipeline,
+replies in request order even when handlers finish out of order.
+
+A protocol mixes ``CommandSession`` in and provides ``_send_reply(line,
+request)``, ``_pause_reading(reason)`` / ``_resume_reading(reason)``, the
+attributes ``_dispatch``, ``_jobs``, ``client_address``, ``client_id``,
+``closing``, ``_max_pending`` and a ``_pending`` list; ``_drained`` is
+called when no reply is outstanding any more.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+from twisted.logger import Logger
+
+from ..core.errors import INTERNAL_ERROR
+from ..core.requests import TCPRequest
+from .common import when_done
+from .lines import LineError, encode_reply, parse_line
+
+__all__ = ["CommandSession"]
+
+_log = Logger(namespace="pyliteflux.commands")
+
+
+class CommandSession:
+    """Parsing, dispatch and in-order replies of command lines."""
+
+    _pending: List[List[Any]]  # [reply bytes or None, request, pending Deferred]
+    _max_pending: int
+    closing: bool
+    data_type: str
+    _dispatch: Any
+    _jobs: Any
+    client_address: Any
+    client_id: str
+
+    def handle_command(self, line: bytes) -> None:
+        """One request line (framing, BOM and blank lines already dealt with)."""
+        try:
+            command, data, data_type, request_id, element, headers = parse_line(line)
+        except LineError as err:
+            self._queue_reply(encode_reply(err.body(), err.data_type, err.request_id), None)
+            return
+        self.data_type = data_type
+        request = TCPRequest(
+            command, data, data_type, self.client_address, self._jobs,
+            request_id=request_id, line=line, element=element,
+            headers=headers, connection=self, client_id=self.client_id,
+        )
+        value = self._dispatch(request)
+        slot: List[Any] = [None, request, None]
+        if when_done(value, self._async_done, self._async_failed, slot) is not None:
+            slot[2] = value
+            self._pending.append(slot)
+            if len(self._pending) >= self._max_pending:
+                self._pause_reading("pending")
+        elif self._pending:
+            self._pending.append([self._encode(value, request), request, None])
+        else:
+            self._send_reply(self._encode(value, request), request)
+
+    def _encode(self, value: Any, request: TCPRequest) -> bytes:
+        try:
+            return encode_reply(value, request.data_type, request.id)
+        except Exception:
+            _log.failure("cannot encode the reply to {request!r}", request=request)
+            return encode_reply(INTERNAL_ERROR, request.data_type, request.id)
+
+    def _queue_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
+        if self._pending:
+            self._pending.append([line, request, None])
+        else:
+            self._send_reply(line, request)
+
+    def _async_done(self, value: Any, slot: List[Any]) -> None:
+        slot[0] = self._encode(value, slot[1])
+        slot[2] = None
+        self._flush()
+
+    def _async_failed(self, failure: Any, slot: List[Any]) -> None:
+        if self.closing:
+            return
+        slot[0] = encode_reply(INTERNAL_ERROR, slot[1].data_type, slot[1].id)
+        slot[2] = None
+        self._flush()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        while pending and pending[0][0] is not None:
+            line, request, _ = pending.pop(0)
+            self._send_reply(line, request)
+        if len(pending) < self._max_pending:
+            self._resume_reading("pending")
+        if not pending:
+            self._drained()
+
+    # -- what the protocol provides ------------------------------------------------------
+
+    def _send_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
+        raise NotImplementedError
+
+    def _pause_reading(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _resume_reading(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _drained(self) -> None:
+        """Every reply is out (a hook: TCP finishes a half-close here)."""
