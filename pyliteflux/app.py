@@ -13,7 +13,7 @@ of them. It runs three ways, all on the same service tree
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -36,6 +36,7 @@ from .service import (
     importing_app,
     run_until_stopped,
 )
+from .service.adopted import AdoptedListenerService
 from .service.loading import run_suppressed
 
 __all__ = ["Server", "ConnectionRegistry", "Listening", "ServerService", "importing_app"]
@@ -75,6 +76,9 @@ class Server:
                                               self.hub, lambda: self.reactor)
         self._service: Optional[ServerService] = None
         self._running_reactor = False
+        #: this process's worker number, 0..N-1, under a supervisor (SPEC §15);
+        #: None when the app runs without workers
+        self.worker_id: Optional[int] = None
 
     # -- pieces ----------------------------------------------------------------------
 
@@ -133,7 +137,8 @@ class Server:
         return out
 
     def make_service(self, protocol: str = "both",
-                     endpoints: Optional[Dict[str, List[str]]] = None) -> ServerService:
+                     endpoints: Optional[Dict[str, List[str]]] = None,
+                     adopted: Optional[Dict[str, Tuple[int, str]]] = None) -> ServerService:
         """The ``twisted.application`` service tree serving this app.
 
         One listener child per endpoint string (``endpoints`` maps a side,
@@ -141,6 +146,8 @@ class Server:
         All endpoints of a side share one factory, so limits such as
         ``max_tcp_connections`` count across endpoints. The service starts
         the background-job runner and the push backend, and stops gracefully.
+        ``adopted`` (a worker's, SPEC §15) maps an endpoint string to the
+        inherited listening socket ``(fd, family)`` to accept on instead.
         """
         endpoints = endpoints if endpoints is not None else self.endpoints(protocol)
         listeners = []
@@ -149,8 +156,15 @@ class Server:
                 continue
             factory = build_factory(side, self.adapter_context)
             for desc in descs:
-                listeners.append(ListenerService(side, desc, factory, lambda: self.reactor,
-                                                 lambda: self.config.info))
+                listener: Any
+                if adopted is not None and desc in adopted:
+                    listener = AdoptedListenerService(side, desc, adopted[desc], factory,
+                                                      lambda: self.reactor,
+                                                      lambda: self.config.info)
+                else:
+                    listener = ListenerService(side, desc, factory, lambda: self.reactor,
+                                               lambda: self.config.info)
+                listeners.append(listener)
         service = ServerService(listeners, self.jobs, self.hub, self.config,
                                 lambda: self.reactor)
         self._service = service
@@ -182,6 +196,8 @@ class Server:
 
         if run_suppressed():
             return
+        if self._run_workers(protocol):
+            return
         if self.config.info:
             start_console_logging()
         service = self.make_service(protocol)
@@ -192,6 +208,28 @@ class Server:
             self._running_reactor = False
         if failure is not None:
             failure.raiseException()
+
+    def _run_workers(self, protocol: str) -> bool:
+        """``run()`` as a worker or as the supervisor of ``config.workers``
+        (SPEC §15); False when neither (one process serves)."""
+        from .log import start_console_logging
+        from .service.supervisor import Supervisor, run_supervisor, script_command
+        from .service.worker import run_worker, worker_environment
+
+        env = worker_environment()
+        if env is not None:
+            status = run_worker(self, env, self.reactor)
+        elif self.config.workers > 1:
+            if self.config.info:
+                start_console_logging()
+            supervisor = Supervisor(self.endpoints(protocol), self.config, script_command(),
+                                    lambda: self.reactor)
+            status = run_supervisor(supervisor, self.reactor)
+        else:
+            return False
+        if status:
+            raise SystemExit(status)
+        return True
 
     def _stop_service(self) -> Deferred[Any]:
         service, self._service = self._service, None
