@@ -138,7 +138,8 @@ class Server:
 
     def make_service(self, protocol: str = "both",
                      endpoints: Optional[Dict[str, List[str]]] = None,
-                     adopted: Optional[Dict[str, Tuple[int, str]]] = None) -> ServerService:
+                     adopted: Optional[Dict[str, List[Tuple[int, str]]]] = None
+                     ) -> ServerService:
         """The ``twisted.application`` service tree serving this app.
 
         One listener child per endpoint string (``endpoints`` maps a side,
@@ -146,8 +147,9 @@ class Server:
         All endpoints of a side share one factory, so limits such as
         ``max_tcp_connections`` count across endpoints. The service starts
         the background-job runner and the push backend, and stops gracefully.
-        ``adopted`` (a worker's, SPEC §15) maps an endpoint string to the
-        inherited listening socket ``(fd, family)`` to accept on instead.
+        ``adopted`` (a worker's, SPEC §15) gives, per side and in the order of
+        its endpoints, the inherited listening sockets ``(fd, family)`` to
+        accept on instead of listening.
         """
         endpoints = endpoints if endpoints is not None else self.endpoints(protocol)
         listeners = []
@@ -155,10 +157,11 @@ class Server:
             if not descs:
                 continue
             factory = build_factory(side, self.adapter_context)
-            for desc in descs:
+            inherited = (adopted or {}).get(side, [])
+            for i, desc in enumerate(descs):
                 listener: Any
-                if adopted is not None and desc in adopted:
-                    listener = AdoptedListenerService(side, desc, adopted[desc], factory,
+                if i < len(inherited):
+                    listener = AdoptedListenerService(side, desc, inherited[i], factory,
                                                       lambda: self.reactor,
                                                       lambda: self.config.info)
                 else:

@@ -36,7 +36,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import Factory, ProcessProtocol
 from twisted.logger import Logger
@@ -154,6 +154,8 @@ class Supervisor(Service):
         self._slot_deaths: Dict[int, List[float]] = {}
         self._restarts: Dict[int, Any] = {}
         self._listening: Deferred[Listening] = Deferred()
+        #: per worker number, fires when it is ready for the first time
+        self._first_ready: Dict[int, Deferred[int]] = {}
         self._reloading = False
         self._old_hup: Any = None
         #: called once when the supervisor gives up (a crash loop)
@@ -174,10 +176,11 @@ class Supervisor(Service):
             for side, _desc, port in self.ports:
                 _log.info("{side} listening on {where} (shared by {n} workers)",
                           side=side.upper(), where=describe_port(port), n=self.count)
+            self._first_ready = {n: Deferred() for n in range(self.count)}
             for n in range(self.count):
                 self.workers[n] = self._spawn(n)
             self._install_hup()
-            return DeferredList([w.ready for w in self.workers.values()], consumeErrors=True)
+            return gatherResults(list(self._first_ready.values()))
 
         def ready(_: Any) -> None:
             result = Listening()
@@ -250,6 +253,9 @@ class Supervisor(Service):
         _log.info("worker {n} ready (pid {pid})", n=worker.worker_id, pid=pid)
         if not worker.ready.called:
             worker.ready.callback(pid)
+        first = self._first_ready.get(worker.worker_id)
+        if first is not None and not first.called:
+            first.callback(pid)
 
     # -- deaths and restarts ---------------------------------------------------------------
 

@@ -63,8 +63,11 @@ class WorkerEnvironment:
         return out
 
     @property
-    def adopted(self) -> Dict[str, Tuple[int, str]]:
-        return {desc: (fd, family) for _side, desc, fd, family in self.listeners}
+    def adopted(self) -> Dict[str, List[Tuple[int, str]]]:
+        out: Dict[str, List[Tuple[int, str]]] = {}
+        for side, _desc, fd, family in self.listeners:
+            out.setdefault(side, []).append((fd, family))
+        return out
 
 
 def worker_environment(environ: Optional[Mapping[str, str]] = None
