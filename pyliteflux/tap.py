@@ -23,7 +23,6 @@ from twisted.python import usage
 
 from .app import Server
 from .config import ENV_PREFIX, config_from_env, config_from_file
-from .service import ServerService
 from .service.loading import AppLoadError
 from .service.loading import load_app as load_server
 

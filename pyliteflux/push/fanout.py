@@ -18,8 +18,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Set
 
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 
 from .relay import (
     Deliver,
@@ -145,7 +147,7 @@ class SupervisorControl(amp.AMP):
         self.connected = True
         self.directory.add(self)
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = False
         self.directory.remove(self)
         super().connectionLost(reason)

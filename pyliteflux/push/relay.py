@@ -21,8 +21,10 @@ import json
 from typing import Any, Callable, Dict, Optional
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.protocols import amp
+from twisted.python.failure import Failure
 
 __all__ = ["BigJSON", "Ready", "Joined", "Left", "Subscribed", "Unsubscribed", "Push",
            "Deliver", "Presence", "Stop", "RelayBackend", "WorkerControl"]
@@ -61,7 +63,7 @@ class Ready(amp.Command):
     """The worker listens on every adopted port and serves."""
 
     arguments = [(b"pid", amp.Integer())]
-    response: list = []
+    response = []  # type: ignore[var-annotated]
 
 
 class Joined(amp.Command):
@@ -113,7 +115,7 @@ class Deliver(amp.Command):
 class Stop(amp.Command):
     """Shut down gracefully (SPEC §11), then exit."""
 
-    arguments: list = []
+    arguments = []  # type: ignore[var-annotated]
     requiresAnswer = False
 
 
@@ -135,7 +137,7 @@ class RelayBackend:
 
     @property
     def up(self) -> bool:
-        return self.control is not None and self.control.connected
+        return self.control is not None and bool(self.control.connected)
 
     def attach(self, hub: Any) -> None:
         self.hub = hub
@@ -229,7 +231,7 @@ class WorkerControl(amp.AMP):
         super().connectionMade()
         self.connected = True
 
-    def connectionLost(self, reason: Any) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = False
         super().connectionLost(reason)
         self._on_lost()

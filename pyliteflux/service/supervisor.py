@@ -108,9 +108,10 @@ class _Worker(ProcessProtocol):
             self.signal("TERM")
 
     def signal(self, name: str) -> None:
+        transport: Any = self.transport
         try:
-            if self.transport is not None:
-                self.transport.signalProcess(name)
+            if transport is not None:
+                transport.signalProcess(name)
         except Exception:  # already gone
             pass
 
@@ -172,7 +173,7 @@ class Supervisor(Service):
         d = gatherResults([o[2] for o in opened], consumeErrors=True)
 
         def listening(ports: List[Any]) -> Deferred[Any]:
-            self.ports = [(side, desc, port) for (side, desc, _), port in zip(opened, ports)]
+            self.ports = [(side, desc, port) for (side, desc, _), port in zip(opened, ports, strict=True)]
             for side, _desc, port in self.ports:
                 _log.info("{side} listening on {where} (shared by {n} workers)",
                           side=side.upper(), where=describe_port(port), n=self.count)

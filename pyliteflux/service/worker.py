@@ -26,7 +26,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, cast
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger, LogLevel
@@ -125,7 +125,8 @@ def start_worker_logging(worker_id: int, level: LogLevel = LogLevel.info) -> Non
         event["log_system"] = prefix + str(system)
         text(event)
 
-    filtered = FilteringLogObserver(observer, [LogLevelFilterPredicate(defaultLogLevel=level)])
+    filtered: Any = FilteringLogObserver(
+        cast(Any, observer), [cast(Any, LogLevelFilterPredicate(defaultLogLevel=level))])
     globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
 
 
