@@ -72,6 +72,13 @@ class Cluster:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, app_dir]))
         self.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
+        try:
+            self._wait_ready(workers)
+        except BaseException:
+            self.proc.kill()
+            raise
+
+    def _wait_ready(self, workers: int) -> None:
         lines: "queue.Queue[str]" = queue.Queue()
         threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout or ()],
                          daemon=True).start()
@@ -113,9 +120,11 @@ def wrk(port: int, seconds: int) -> float:
 
 
 def hello(app_dir: str, duration: int, rounds: int) -> Dict[int, List[float]]:
-    clusters = {n: Cluster(app_dir, n) for n in (1, 2)}
+    clusters: Dict[int, Cluster] = {}
     figures: Dict[int, List[float]] = {1: [], 2: []}
     try:
+        for n in (1, 2):
+            clusters[n] = Cluster(app_dir, n)
         for n, cluster in clusters.items():
             wrk(cluster.http, 1)  # warm up
         for r in range(rounds):

@@ -90,6 +90,15 @@ def make_server(reactor: Any = None, **settings: Any) -> Server:
         if not client_id:
             raise BadRequest("client_id is required")
         message = request.query_params.get("message", "Hello!")
+        if server.worker_id is not None and client_id not in server.connections:
+            # under workers (SPEC §15) another worker may hold it: ask the cluster
+            def relayed(presence: Any) -> Any:
+                if client_id not in presence:
+                    return {"status": "unknown client", "client_id": client_id}, 404
+                server.push_message(message, client_id)
+                return {"status": "sent", "worker": presence[client_id]}
+
+            return server.presence().addCallback(relayed)
         reached = server.push_message(message, client_id)
         if not reached:
             return {"status": "unknown client", "client_id": client_id}, 404

@@ -322,3 +322,33 @@ class WorkerTests(unittest.TestCase):
             self.assertFalse(os.path.exists(pidfile))
 
         return deferToThread(scenario)
+
+
+class DemoTests(unittest.TestCase):
+    timeout = 60
+
+    def test_demo_push_reaches_a_client_whichever_worker_holds_it(self) -> Any:
+        def scenario() -> None:
+            argv = [sys.executable, "-m", "pyliteflux", "--workers", "2", "--http", LOCAL,
+                    "--tcp", LOCAL]
+            cluster = Cluster(self, argv=argv).start()
+            sock = socket.create_connection(("127.0.0.1", cluster.tcp), timeout=10)
+            self.addCleanup(sock.close)
+            lines = sock.makefile("r", encoding="utf-8")
+            self.addCleanup(lines.close)
+            sock.sendall(b"subscribe\n")
+            client_id = json.loads(lines.readline())["client_id"]
+            relayed = False
+            for i in range(200):  # until one request is served by the other worker
+                answer = cluster.get(f"/push?client_id={client_id}&message=m{i}")
+                self.assertEqual(answer["status"], "sent")
+                self.assertEqual(json.loads(lines.readline()), {"type": "push", "data": f"m{i}"})
+                if "worker" in answer:
+                    relayed = True
+                    break
+            self.assertTrue(relayed)
+            with self.assertRaises(urllib.error.HTTPError) as caught:
+                cluster.get("/push?client_id=nobody")
+            self.assertEqual(caught.exception.code, 404)
+
+        return deferToThread(scenario)
