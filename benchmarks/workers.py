@@ -125,7 +125,7 @@ def hello(app_dir: str, duration: int, rounds: int) -> Dict[int, List[float]]:
     try:
         for n in (1, 2):
             clusters[n] = Cluster(app_dir, n)
-        for n, cluster in clusters.items():
+        for cluster in clusters.values():
             wrk(cluster.http, 1)  # warm up
         for r in range(rounds):
             for n in ((1, 2) if r % 2 == 0 else (2, 1)):
