@@ -4,8 +4,10 @@ accepting, adopted from a descriptor as a worker does, for tcp:, unix: and ssl:.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import ssl
+import tempfile
 from typing import Any
 
 from twisted.internet import reactor
@@ -66,7 +68,9 @@ class AdoptedTests(unittest.TestCase):
         return self.adopt("tcp:0:interface=127.0.0.1").addCallback(check)
 
     def test_unix_stays_bound_after_a_worker_stops(self) -> Any:
-        path = os.path.abspath(self.mktemp())
+        directory = tempfile.mkdtemp(prefix="plf-")  # short: AF_UNIX paths are limited
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "s")
 
         def connect() -> socket.socket:
             sock = socket.socket(socket.AF_UNIX)
