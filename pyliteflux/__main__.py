@@ -29,14 +29,23 @@ def main(argv: Optional[List[str]] = None, reactor: Any = None) -> int:
 
     from .log import start_console_logging
     from .service.runner import run_until_stopped
+    from .service.worker import run_worker, worker_environment
 
-    config = options.server.config if options.server is not None else None
-    start_console_logging(log_format=config.log_format if config is not None else "text")
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    env = worker_environment()
+    if env is not None:  # started by a supervisor (SPEC §15)
+        assert options.server is not None
+        return run_worker(options.server, env, reactor)
+    config = options.server.config if options.server is not None else None
+    start_console_logging(log_format=config.log_format if config is not None else "text")
     service = tap.makeService(options)
+    if options.server is not None and options.server.config.workers > 1:
+        from .service.supervisor import run_supervisor
+
+        return run_supervisor(service, reactor)
     failure = run_until_stopped(service, reactor)
     if failure is not None:
         sys.stderr.write(f"python -m pyliteflux: error: {failure.getErrorMessage()}\n")

@@ -13,7 +13,7 @@ of them. It runs three ways, all on the same service tree
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.logger import Logger
@@ -37,6 +37,7 @@ from .service import (
     importing_app,
     run_until_stopped,
 )
+from .service.adopted import AdoptedListenerService
 from .service.loading import run_suppressed
 
 __all__ = ["Server", "ConnectionRegistry", "Listening", "ServerService", "importing_app"]
@@ -78,6 +79,9 @@ class Server:
         self._running_reactor = False
         #: SPEC §16's metrics once counted (``enable_metrics``; ``metrics_endpoint``)
         self.metrics: Any = None
+        #: this process's worker number, 0..N-1, under a supervisor (SPEC §15);
+        #: None when the app runs without workers
+        self.worker_id: Optional[int] = None
 
     # -- pieces ----------------------------------------------------------------------
 
@@ -154,7 +158,9 @@ class Server:
         return out
 
     def make_service(self, protocol: str = "both",
-                     endpoints: Optional[Dict[str, List[str]]] = None) -> ServerService:
+                     endpoints: Optional[Dict[str, List[str]]] = None,
+                     adopted: Optional[Dict[str, List[Tuple[int, str]]]] = None
+                     ) -> ServerService:
         """The ``twisted.application`` service tree serving this app.
 
         One listener child per endpoint string (``endpoints`` maps a side,
@@ -166,6 +172,9 @@ class Server:
         With ``metrics_endpoint`` it also serves ``/metrics``, ``/healthz`` and
         ``/readyz`` there, from before the listeners start until the graceful
         shutdown has ended.
+        ``adopted`` (a worker's, SPEC §15) gives, per side and in the order of
+        its endpoints, the inherited listening sockets ``(fd, family)`` to
+        accept on instead of listening.
         """
         endpoints = endpoints if endpoints is not None else self.endpoints(protocol)
         self.hub.use_backend(backend_for(self.config, self.hub.backend, self._reactor))
@@ -177,9 +186,17 @@ class Server:
             if not descs:
                 continue
             factory = build_factory(side, self.adapter_context)
-            for desc in descs:
-                listeners.append(ListenerService(side, desc, factory, lambda: self.reactor,
-                                                 lambda: self.config.info))
+            inherited = (adopted or {}).get(side, [])
+            for i, desc in enumerate(descs):
+                listener: Any
+                if i < len(inherited):
+                    listener = AdoptedListenerService(side, desc, inherited[i], factory,
+                                                      lambda: self.reactor,
+                                                      lambda: self.config.info)
+                else:
+                    listener = ListenerService(side, desc, factory, lambda: self.reactor,
+                                               lambda: self.config.info)
+                listeners.append(listener)
         service = ServerService(listeners, self.jobs, self.hub, self.config,
                                 lambda: self.reactor)
         if metrics_at:
@@ -217,6 +234,8 @@ class Server:
 
         if run_suppressed():
             return
+        if self._run_workers(protocol):
+            return
         if self.config.info:
             start_console_logging(log_format=self.config.log_format)
         service = self.make_service(protocol)
@@ -229,6 +248,28 @@ class Server:
                 self._service = None
         if failure is not None:
             failure.raiseException()
+
+    def _run_workers(self, protocol: str) -> bool:
+        """``run()`` as a worker or as the supervisor of ``config.workers``
+        (SPEC §15); False when neither (one process serves)."""
+        from .log import start_console_logging
+        from .service.supervisor import Supervisor, run_supervisor, script_command
+        from .service.worker import run_worker, worker_environment
+
+        env = worker_environment()
+        if env is not None:
+            status = run_worker(self, env, self.reactor)
+        elif self.config.workers > 1:
+            if self.config.info:
+                start_console_logging(log_format=self.config.log_format)
+            supervisor = Supervisor(self.endpoints(protocol), self.config, script_command(),
+                                    lambda: self.reactor)
+            status = run_supervisor(supervisor, self.reactor)
+        else:
+            return False
+        if status:
+            raise SystemExit(status)
+        return True
 
     def _stop_service(self) -> Deferred[Any]:
         service, self._service = self._service, None

@@ -312,7 +312,8 @@ def config_from_env(environ: Optional[Mapping[str, str]] = None) -> Tuple[Dict[s
 
     Returns ``(values, unknown)``: the converted values by key name, and the
     names of ``PYLITEFLUX_*`` variables that match no key (the caller warns).
-    ``PYLITEFLUX_APP`` is not a config key and is left to the caller.
+    ``PYLITEFLUX_APP`` is not a config key and is left to the caller; nor are
+    the ``PYLITEFLUX_WORKER_*`` variables a supervisor gives its workers.
     """
     import os
 
@@ -320,7 +321,8 @@ def config_from_env(environ: Optional[Mapping[str, str]] = None) -> Tuple[Dict[s
     values: Dict[str, Any] = {}
     unknown = []
     for var in sorted(environ):
-        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "APP":
+        if not var.startswith(ENV_PREFIX) or var == ENV_PREFIX + "APP" \
+                or var.startswith(ENV_PREFIX + "WORKER_"):  # set for workers (SPEC §15)
             continue
         name = var[len(ENV_PREFIX):].lower()
         if name not in _KEYS:

@@ -23,7 +23,6 @@ from twisted.python import usage
 
 from .app import Server
 from .config import ENV_PREFIX, config_from_env, config_from_file
-from .service import ServerService
 from .service.loading import AppLoadError
 from .service.loading import load_app as load_server
 
@@ -109,6 +108,14 @@ class Options(usage.Options):
         self["tcp"] = []
         self.server: Optional[Server] = None
         self.endpoints: Dict[str, List[str]] = {}
+        #: the arguments parsed (workers are started with them, SPEC §15)
+        self.argv: List[str] = []
+
+    def parseOptions(self, options: Optional[List[str]] = None) -> None:
+        import sys
+
+        self.argv = list(sys.argv[1:] if options is None else options)
+        super().parseOptions(options)
 
     def opt_http(self, desc: str) -> None:
         """A Twisted endpoint string for HTTP (repeatable), or 'none'."""
@@ -185,13 +192,16 @@ class Options(usage.Options):
         self.endpoints = endpoints
 
 
-def makeService(options: Options) -> ServerService:
-    """The app's service tree, ready for ``twistd`` (or ``python -m pyliteflux``)."""
+def makeService(options: Options) -> Any:
+    """The app's service tree, ready for ``twistd`` (or ``python -m pyliteflux``);
+    with ``workers`` > 1 the supervisor of that many workers (SPEC §15)."""
     server = options.server
     if server is None:  # options built by hand without parseOptions()
         options.postOptions()
         server = options.server
     assert server is not None
+    if server.config.workers > 1:
+        return make_supervisor(options)
     service = server.make_service(endpoints=options.endpoints)
     service.owns_reactor = True  # server.stop() under twistd stops the process
     if server.config.log_format == "json":  # twistd logs to it (ServerService.setServiceParent)
@@ -199,3 +209,36 @@ def makeService(options: Options) -> ServerService:
 
         service.log_observer = console_observer("json")
     return service
+
+
+def worker_command(options: Options) -> List[str]:
+    """What a worker runs: ``python -m pyliteflux`` with the same arguments."""
+    import sys
+
+    return [sys.executable, "-m", "pyliteflux", *options.argv]
+
+
+def make_supervisor(options: Options) -> Any:
+    """The supervisor of ``config.workers`` workers running ``worker_command``.
+
+    Under twistd a crash loop exits non-zero too: once twistd has finished
+    (pid file removed), the process exits with status 1.
+    """
+    import atexit
+
+    from .service.supervisor import Supervisor
+
+    server = options.server
+    assert server is not None
+    supervisor = Supervisor(options.endpoints, server.config, worker_command(options),
+                            lambda: server.reactor)
+
+    def exit_status() -> None:
+        import sys
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    supervisor.on_failure = lambda: atexit.register(exit_status)
+    return supervisor

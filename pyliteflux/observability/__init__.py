@@ -5,7 +5,9 @@
   of the server's own; ``WorkerAggregate`` for one endpoint over workers;
 - ``endpoint``: the ``/metrics``, ``/healthz``, ``/readyz`` resources and
   the listener serving them at ``metrics_endpoint``; ``Readiness``;
-- ``jsonlog``: the ``twisted.logger`` observer of ``log_format = "json"``.
+- ``jsonlog``: the ``twisted.logger`` observer of ``log_format = "json"``;
+- ``workers``: the supervisor's endpoint under workers (SPEC §15), which
+  asks each worker for its metrics (imported by the supervisor only).
 """
 
 from .endpoint import MetricsListener, MetricsResource, MetricsSite, Readiness, metrics_root

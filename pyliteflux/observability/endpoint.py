@@ -16,14 +16,14 @@ while it drains.
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Tuple, cast
+from typing import Any, Callable, List, Tuple, cast
 from weakref import WeakSet
 
+from twisted.internet.defer import Deferred
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 
 from ..service.listeners import ListenerService
-from .metrics import ServerMetrics
 
 __all__ = ["Readiness", "MetricsResource", "HealthResource", "ReadyResource",
            "MetricsSite", "MetricsListener", "metrics_root"]
@@ -71,9 +71,28 @@ class MetricsResource(Resource):
         super().__init__()
         self.metrics = metrics
 
-    def render_GET(self, request: Any) -> bytes:
+    def render_GET(self, request: Any) -> Any:
         request.setHeader(b"Content-Type", CONTENT_TYPE)
-        return self.metrics.exposition()  # type: ignore[no-any-return]
+        body = self.metrics.exposition()
+        if not isinstance(body, Deferred):
+            return body
+        # a supervisor's: asked of its workers (observability.workers)
+        finished: List[bool] = []
+        request.notifyFinish().addBoth(lambda _: finished.append(True))
+
+        def write(data: bytes) -> None:
+            if not finished:
+                request.write(data)
+                request.finish()
+
+        def failed(failure: Any) -> None:
+            if not finished:
+                request.setResponseCode(500)
+                request.write(b"# scrape failed\n")
+                request.finish()
+
+        body.addCallbacks(write, failed)
+        return NOT_DONE_YET
 
 
 class HealthResource(Resource):
@@ -149,7 +168,7 @@ class MetricsListener(ListenerService):
     """The metrics endpoint's listener: a monitor of the ``ServerService``
     (started first, stopped last)."""
 
-    def __init__(self, endpoint_desc: str, metrics: ServerMetrics, check: Check,
+    def __init__(self, endpoint_desc: str, metrics: Any, check: Check,
                  reactor: Callable[[], Any], info: Callable[[], bool]) -> None:
         site = MetricsSite(metrics_root(metrics, check))
         super().__init__("metrics", endpoint_desc, site, reactor, info)

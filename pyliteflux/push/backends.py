@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .local import LocalBackend, default_node_id
+from .relay import RelayBackend
 from .target import PushBackend
 
 __all__ = ["backend_for"]
@@ -21,8 +22,8 @@ def backend_for(config: Any, current: Any = None, reactor: Any = None) -> PushBa
     url = config.push_backend
     node_id = config.node_id or getattr(current, "node_id", None) or default_node_id()
     if url == "local":
-        if isinstance(current, LocalBackend) and current.node_id == node_id:
-            return current
+        if isinstance(current, (LocalBackend, RelayBackend)) and current.node_id == node_id:
+            return current  # a worker's relay is its "local" backend (SPEC §15)
         return LocalBackend(node_id)
     from .redis import RedisBackend
 

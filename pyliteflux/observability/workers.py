@@ -1,0 +1,87 @@
+"""The supervisor's metrics endpoint under workers (SPEC §15 and §16).
+
+With ``workers > 1`` the workers do not listen on ``metrics_endpoint``
+(they would race for one port); the supervisor does. Each scrape asks every
+ready worker for its exposition over the control connection (``Scrape``,
+``push.relay``) and serves them merged by ``WorkerAggregate``, with a
+``worker="<n>"`` label on every series. A worker that does not answer
+within ``timeout`` seconds is left out of that scrape (its series are
+missing once rather than the scrape hanging).
+
+``/readyz`` on the supervisor is 200 while it is not stopping and at least
+one worker is ready.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Tuple
+
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.logger import Logger
+
+from ..push.relay import Scrape
+from .metrics import WorkerAggregate
+
+__all__ = ["SupervisorMetrics", "SupervisorReadiness"]
+
+_log = Logger(namespace="pyliteflux.metrics")
+
+
+def _ready_workers(supervisor: Any) -> List[Any]:
+    return [w for w in supervisor.workers.values()
+            if w.ready.called and not w.exited.called and w.control is not None
+            and w.control.connected]
+
+
+class SupervisorMetrics:
+    """``exposition()`` (a Deferred of bytes): every ready worker's metrics,
+    each series labelled with its worker."""
+
+    timeout = 5.0
+
+    def __init__(self, supervisor: Any, reactor: Callable[[], Any]) -> None:
+        self.supervisor = supervisor
+        self._reactor = reactor
+        self._texts: Dict[str, str] = {}
+        self.aggregate = WorkerAggregate(lambda: self._texts)
+
+    def _ask(self, worker: Any) -> "Deferred[Tuple[str, str]]":
+        d = worker.control.callRemote(Scrape)
+        d.addTimeout(self.timeout, self._reactor())
+
+        def answered(answer: Mapping[str, Any]) -> Tuple[str, str]:
+            return str(worker.worker_id), str(answer["text"])
+
+        def failed(failure: Any) -> Tuple[str, str]:
+            _log.warn("worker {n} gave no metrics: {why}", n=worker.worker_id,
+                      why=failure.getErrorMessage())
+            return str(worker.worker_id), ""
+
+        return d.addCallbacks(answered, failed)
+
+    def exposition(self) -> "Deferred[bytes]":
+        asked = [self._ask(w) for w in _ready_workers(self.supervisor)]
+
+        def merged(answers: List[Tuple[str, str]]) -> bytes:
+            self._texts = {n: text for n, text in answers if text}
+            try:
+                return self.aggregate.exposition()
+            finally:
+                self._texts = {}
+
+        return gatherResults(asked).addCallback(merged)
+
+
+class SupervisorReadiness:
+    """``/readyz`` of the supervisor: serving while not stopping and at least
+    one worker is ready."""
+
+    def __init__(self, supervisor: Any) -> None:
+        self.supervisor = supervisor
+
+    def __call__(self) -> Tuple[bool, str]:
+        if self.supervisor.stopping:
+            return False, "draining"
+        if not _ready_workers(self.supervisor):
+            return False, "starting"
+        return True, "ready"
