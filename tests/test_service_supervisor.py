@@ -253,6 +253,25 @@ class WorkerTests(unittest.TestCase):
 
         return deferToThread(scenario)
 
+    def test_a_signal_to_the_whole_group_stops_once(self) -> Any:
+        """`pkill` or a Ctrl-C reaches the supervisor and every worker at once: each
+        worker gets the signal and the supervisor's Stop, and stops once."""
+
+        def scenario() -> None:
+            cluster = Cluster(self).start()
+            clients = cluster.clients_on_every_worker()
+            for pid in [*cluster.pids, cluster.child.proc.pid]:
+                os.kill(pid, signal.SIGTERM)
+            for _sock, lines, _who in clients:
+                self.assertEqual(json.loads(lines.readline()), {"type": "shutdown"})
+            self.assertEqual(cluster.child.proc.wait(20), 0)
+            output = cluster.child.output()
+            self.assertIn("every worker has exited", output)
+            self.assertNotIn("Traceback", output)
+            self.assertNotIn("#critical]", output)
+
+        return deferToThread(scenario)
+
     def test_no_worker_survives_sigkill_of_the_supervisor(self) -> Any:
         def scenario() -> None:
             cluster = Cluster(self).start()

@@ -211,7 +211,15 @@ def run_worker(server: Any, env: WorkerEnvironment, reactor: Any = None) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_IGN)
 
+    def own_signals() -> None:
+        # SIGTERM/SIGINT often come with a Stop (a Ctrl-C or `pkill` reaches the
+        # whole group; PR_SET_PDEATHSIG): one graceful stop for all, instead of
+        # Twisted's handler stopping a reactor that is already stopping
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: reactor.callFromThread(stop))
+
     reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
+    reactor.callWhenRunning(own_signals)
     reactor.callWhenRunning(connect)
     service.listening().addCallbacks(ready, lambda f: None)
     failure = run_until_stopped(service, reactor)
