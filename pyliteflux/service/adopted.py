@@ -26,7 +26,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
-from .listeners import describe_port
+from .listeners import ListenerService
 
 __all__ = ["FAMILIES", "family_of", "open_shared", "AdoptingReactor", "AdoptedListenerService"]
 
@@ -104,7 +104,7 @@ class AdoptingReactor:
         return self._adopt(TLSMemoryBIOFactory(contextFactory, False, factory))
 
 
-class AdoptedListenerService(Service):
+class AdoptedListenerService(ListenerService):
     """A worker's listener: like ``ListenerService``, on an inherited socket.
 
     ``fd_family`` is the descriptor and its family name the supervisor gave
@@ -114,42 +114,20 @@ class AdoptedListenerService(Service):
     closing it through Twisted would unlink its path for everyone).
     """
 
+    listening_as = "accepting on"
+
     def __init__(self, side: str, endpoint_desc: str, fd_family: Tuple[int, str],
                  factory: Any, reactor: Callable[[], Any], info: Callable[[], bool]) -> None:
-        self.side = side
-        self.endpoint_desc = endpoint_desc
+        super().__init__(side, endpoint_desc, factory, reactor, info)
         self.fd, self.family = fd_family
-        self.factory = factory
-        self._reactor = reactor
-        self._info = info
-        self.port: Any = None
-        self.listening: Deferred[Any] = Deferred()
         self._adopted = False
-        self.setName(f"{side}:{endpoint_desc}")
 
-    def startService(self) -> None:
-        super().startService()
+    def listen(self) -> Deferred[Any]:
         if self._adopted:  # the descriptor is adopted (and closed) once per process
-            self.listening = fail(RuntimeError(f"{self.name}: already adopted"))
-            self.listening.addErrback(self._failed)
-            return
+            raise RuntimeError(f"{self.name}: already adopted")
         self._adopted = True
         proxy = AdoptingReactor(self._reactor(), self.fd, self.family)
-        try:
-            d = serverFromString(proxy, self.endpoint_desc).listen(self.factory)
-        except Exception:
-            d = fail()
-
-        def listening(port: Any) -> Any:
-            self.port = port
-            if self._info():
-                _log.info("{side} accepting on {where} (shared)", side=self.side.upper(),
-                          where=describe_port(port))
-            return port
-
-        d.addCallback(listening)
-        d.chainDeferred(self.listening)
-        self.listening.addErrback(self._failed)
+        return serverFromString(proxy, self.endpoint_desc).listen(self.factory)
 
     def _failed(self, failure: Any) -> Any:
         _log.error("{side} cannot adopt the socket of {where}: {why}", side=self.side.upper(),
@@ -157,13 +135,12 @@ class AdoptedListenerService(Service):
         return failure
 
     def stopService(self) -> Any:
-        super().stopService()
+        if self.family != "UNIX":
+            return super().stopService()
+        Service.stopService(self)
         if self.port is not None:
             port, self.port = self.port, None
-            if self.family == "UNIX":
-                # closing an adopted UNIX port would unlink the path the other
-                # workers still accept on: stop accepting, the socket closes at exit
-                port.stopReading()
-                return None
-            return port.stopListening()
+            # closing an adopted UNIX port would unlink the path the other
+            # workers still accept on: stop accepting, the socket closes at exit
+            port.stopReading()
         return None

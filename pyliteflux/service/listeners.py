@@ -70,26 +70,32 @@ class ListenerService(Service):
         self.listening: Deferred[Any] = Deferred()
         self.setName(f"{side}:{endpoint_desc}")
 
+    #: how the log line says it (``AdoptedListenerService``: "accepting on")
+    listening_as = "listening on"
+
     def startService(self) -> None:
         super().startService()
         if self.listening.called:  # restarted: a fresh Deferred for this run
             self.listening = Deferred()
         try:
-            endpoint = serverFromString(self._reactor(), self.endpoint_desc)
-            d = endpoint.listen(self.factory)
+            d = self.listen()
         except Exception:
             d = fail()
 
         def listening(port: Any) -> Any:
             self.port = port
             if self._info():
-                _log.info("{side} listening on {where}", side=self.side.upper(),
-                          where=describe_port(port))
+                _log.info("{side} {how} {where}", side=self.side.upper(),
+                          how=self.listening_as, where=describe_port(port))
             return port
 
         d.addCallback(listening)
         d.chainDeferred(self.listening)
         self.listening.addErrback(self._failed)
+
+    def listen(self) -> Deferred[Any]:
+        """Fires with the listening port."""
+        return serverFromString(self._reactor(), self.endpoint_desc).listen(self.factory)
 
     def _failed(self, failure: Any) -> Any:
         _log.error("{side} cannot listen on {where}: {why}", side=self.side.upper(),
