@@ -85,6 +85,22 @@ class ConnectionSet:
     def __iter__(self) -> Iterator[Any]:
         return iter(self.connections())
 
+    def abort_connections(self, kind: str) -> List[str]:
+        """Drop every open connection now (the shutdown deadline); returns
+        ``"<kind> host:port"`` for each, for the shutdown warning."""
+        aborted = []
+        for proto in self:
+            transport = proto.transport
+            if transport is None:
+                continue
+            try:
+                peer = transport.getPeer()
+                aborted.append(f"{kind} {peer.host}:{peer.port}")
+            except Exception:
+                aborted.append(f"{kind} ?")
+            getattr(transport, "abortConnection", transport.loseConnection)()
+        return aborted
+
 
 # (module level: a Logger that is a class attribute takes the class's name)
 _access_log = Logger(namespace="pyliteflux.access")

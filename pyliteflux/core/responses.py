@@ -123,6 +123,18 @@ class StreamResponse:
         self.headers: Dict[str, Any] = dict(headers.items() if isinstance(headers, Mapping)
                                             else (headers or ()))
 
+    def head(self) -> Tuple[int, List[Tuple[bytes, bytes]]]:
+        """The status and headers to start the stream with (``Content-Type``
+        added unless given); ``TypeError``/``ValueError`` for a bad status or
+        header, which the adapters answer with the JSON 500."""
+        headers = normalise_headers(self.headers)
+        status = self.status
+        if type(status) is not int or not 100 <= status <= 599:
+            raise TypeError(f"HTTP status must be an int in 100..599, got {status!r}")
+        if not any(n.lower() == b"content-type" for n, _ in headers):
+            headers.append((b"Content-Type", self.content_type.encode("latin-1")))
+        return status, headers
+
     def close(self) -> None:
         """Close the underlying generator (used when the stream never starts).
 

@@ -22,7 +22,7 @@ from ...core.codec import dumps_json
 from ...core.errors import internal_error_line
 from ...core.pipeline import error_value
 from ...core.requests import HTTPRequest
-from ...core.responses import StreamResponse, normalise_headers, render_http
+from ...core.responses import StreamResponse, render_http
 from ...core.streaming import stream
 from ..common import AdapterContext, cancel_if_pending, when_done
 from ..sse import SSEEndpoint, SSERequest
@@ -139,10 +139,7 @@ class HTTPResource(Resource):
     def _start_stream(self, request: Any, req: HTTPRequest, response: StreamResponse,
                       sync: bool) -> Any:
         try:
-            headers = normalise_headers(response.headers)
-            status = response.status
-            if type(status) is not int or not 100 <= status <= 599:
-                raise TypeError(f"HTTP status must be an int in 100..599, got {status!r}")
+            status, headers = response.head()
         except Exception as exc:
             _log.failure("cannot start the stream of {request!r}", request=req)
             response.close()
@@ -150,8 +147,6 @@ class HTTPResource(Resource):
                                  sync=sync)
         request.setResponseCode(status)
         raw = request.responseHeaders
-        if not any(n.lower() == b"content-type" for n, _ in headers):
-            raw.setRawHeaders(b"Content-Type", [response.content_type.encode("latin-1")])
         add_headers(raw, [(n, v) for n, v in headers if n.lower() != b"connection"])
         self._finish_headers(request, req)
         if req.method == "HEAD":

@@ -203,17 +203,7 @@ class Site(server.Site, ConnectionSet):
         return count
 
     def abort(self) -> List[str]:
-        aborted = []
-        for channel in self:
-            transport = channel.transport
-            if transport is None:
-                continue
-            try:
-                peer = transport.getPeer()
-                aborted.append(f"http {peer.host}:{peer.port}")
-            except Exception:
-                aborted.append("http ?")
-            getattr(transport, "abortConnection", transport.loseConnection)()
+        aborted = self.abort_connections("http")
         if self.websocket is not None:
             aborted.extend(self.websocket.abort())
         return aborted

@@ -99,17 +99,7 @@ class LLHTTPFactory(Factory, ConnectionSet):
         return super().open_count() + (websocket.open_count() if websocket is not None else 0)
 
     def abort(self) -> List[str]:
-        aborted = []
-        for proto in self:
-            transport = proto.transport
-            if transport is None:
-                continue
-            try:
-                peer = transport.getPeer()
-                aborted.append(f"http {peer.host}:{peer.port}")
-            except Exception:
-                aborted.append("http ?")
-            getattr(transport, "abortConnection", transport.loseConnection)()
+        aborted = self.abort_connections("http")
         websocket = self._websocket()
         if websocket is not None:
             aborted.extend(websocket.abort())

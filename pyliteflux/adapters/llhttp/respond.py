@@ -18,7 +18,7 @@ from ...core.codec import dumps_json
 from ...core.errors import internal_error_line
 from ...core.pipeline import error_value
 from ...core.requests import HTTPRequest
-from ...core.responses import StreamResponse, normalise_headers, render_http
+from ...core.responses import StreamResponse, render_http
 from ...core.streaming import stream
 from ..common import AdapterContext, cancel_if_pending, when_done
 from ..sse import SSEEndpoint, SSERequest
@@ -170,18 +170,13 @@ class Responder:
     def _start_stream(self, proto: Any, raw: RawRequest, req: HTTPRequest,
                       response: StreamResponse) -> None:
         try:
-            headers = normalise_headers(response.headers)
-            status = response.status
-            if type(status) is not int or not 100 <= status <= 599:
-                raise TypeError(f"HTTP status must be an int in 100..599, got {status!r}")
+            status, headers = response.head()
         except Exception as exc:
             _log.failure("cannot start the stream of {request!r}", request=req)
             response.close()
             return self.respond(proto, raw, req, error_value(req, exc, self.config.debug))
         raw.setResponseCode(status)
         out = raw.responseHeaders
-        if not any(n.lower() == b"content-type" for n, _ in headers):
-            out.setRawHeaders(b"Content-Type", [response.content_type.encode("latin-1")])
         for name, value in headers:
             lower = name.lower()
             if lower != b"connection" and lower not in _FRAMING:
