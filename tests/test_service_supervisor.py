@@ -120,6 +120,23 @@ class Cluster:
         sock.sendall(json.dumps({"command": "whoami", "data": data}).encode() + b"\n")
         return sock, lines, json.loads(lines.readline())
 
+    def load(self) -> Tuple[List[Any], threading.Event, threading.Thread]:
+        """GET /pid in a loop in a thread until the event is set: the pids
+        answering, and the exceptions of the requests that failed, in order."""
+        results: List[Any] = []
+        done = threading.Event()
+
+        def run() -> None:
+            while not done.is_set():
+                try:
+                    results.append(self.get("/pid", timeout=5)["pid"])
+                except (OSError, urllib.error.URLError) as exc:
+                    results.append(exc)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        return results, done, thread
+
     def clients_on_every_worker(self, data: str = "") -> List[Any]:
         """Open clients until every worker holds at least one (at most 200)."""
         clients: List[Any] = []
@@ -194,18 +211,7 @@ class WorkerTests(unittest.TestCase):
     def test_sigkill_of_a_worker_loses_at_most_its_connection(self) -> Any:
         def scenario() -> None:
             cluster = Cluster(self).start()
-            results: List[Any] = []
-            done = threading.Event()
-
-            def load() -> None:
-                while not done.is_set():
-                    try:
-                        results.append(cluster.get("/pid", timeout=5)["pid"])
-                    except (OSError, urllib.error.URLError) as exc:
-                        results.append(exc)
-
-            thread = threading.Thread(target=load, daemon=True)
-            thread.start()
+            results, done, thread = cluster.load()
             poll(lambda: len(results) > 20, 20, "requests before the kill")
             victim = ready_workers(cluster.child.seen)[0]
             os.kill(victim, signal.SIGKILL)
@@ -284,18 +290,7 @@ class WorkerTests(unittest.TestCase):
     def test_sighup_restarts_workers_without_refusing(self) -> Any:
         def scenario() -> None:
             cluster = Cluster(self).start()
-            results: List[Any] = []
-            done = threading.Event()
-
-            def load() -> None:
-                while not done.is_set():
-                    try:
-                        results.append(cluster.get("/pid", timeout=5)["pid"])
-                    except (OSError, urllib.error.URLError) as exc:
-                        results.append(exc)
-
-            thread = threading.Thread(target=load, daemon=True)
-            thread.start()
+            results, done, thread = cluster.load()
             poll(lambda: len(results) > 10, 20, "requests before SIGHUP")
             cluster.child.proc.send_signal(signal.SIGHUP)
             cluster.child.wait_for("SIGHUP: every worker restarted", 40)
