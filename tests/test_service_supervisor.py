@@ -338,6 +338,51 @@ class WorkerTests(unittest.TestCase):
         return deferToThread(scenario)
 
 
+SCRIPT = """
+import os
+from pyliteflux import Router, Server
+
+router = Router()
+server = Server(router=router, http_port=0, tcp_port=0)
+
+
+@router.register("/pid", method="GET")
+def pid(request):
+    return {"pid": os.getpid(), "worker": server.worker_id}
+
+
+if __name__ == "__main__":
+    server.config.workers = 2
+    server.run()
+"""
+
+
+class ScriptTests(unittest.TestCase):
+    timeout = 60
+
+    def test_a_script_setting_workers_before_run(self) -> Any:
+        """Each worker runs the same script; ``server.run()`` there serves as a worker."""
+        script = os.path.abspath(self.mktemp()) + ".py"
+        with open(script, "w") as f:
+            f.write(SCRIPT)
+
+        def scenario() -> None:
+            cluster = Cluster(self, argv=[sys.executable, script]).start()
+            self.assertEqual(len(cluster.pids), 2)
+            seen = set()
+            for _ in range(200):
+                answer = cluster.get("/pid")
+                seen.add((answer["pid"], answer["worker"]))
+                if len(seen) == 2:
+                    break
+            self.assertEqual(seen, {(pid, n) for n, pid in
+                                    ready_workers(cluster.child.seen).items()})
+            cluster.child.proc.send_signal(signal.SIGTERM)
+            self.assertEqual(cluster.child.proc.wait(20), 0)
+
+        return deferToThread(scenario)
+
+
 class DemoTests(unittest.TestCase):
     timeout = 60
 
