@@ -72,3 +72,36 @@ class DirectoryTests(unittest.TestCase):
         d.left(self.w1, "b")  # type: ignore[arg-type]
         self.assertEqual(d.presence(), {"a": "n/0"})
         self.assertEqual(d.topics, {})
+
+
+class BacklogTests(unittest.TestCase):
+    """A worker that stops reading: pushes to it queue in the supervisor only
+    up to ``max_backlog`` bytes, then are dropped until it reads again."""
+
+    def setUp(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from pyliteflux.push.fanout import SupervisorControl
+
+        self.control = SupervisorControl(Directory(), "n/0")
+        self.control.max_backlog = 10_000
+        self.transport = StringTransport()
+        self.control.makeConnection(self.transport)
+
+    def test_pushes_beyond_the_backlog_are_dropped_while_not_reading(self) -> None:
+        self.assertIs(self.transport.producer, self.control)
+        self.control.pauseProducing()  # the transport's buffer is full
+        for _ in range(100):
+            self.control.deliver("broadcast", "", "x" * 1000)
+        queued = len(self.transport.value())
+        self.assertLess(queued, 15_000)
+        self.assertGreater(self.control.dropped, 80)
+        self.control.resumeProducing()  # drained: pushes flow again
+        self.control.deliver("broadcast", "", "after")
+        self.assertIn(b"after", self.transport.value()[queued:])
+
+    def test_a_reading_worker_is_never_dropped(self) -> None:
+        for _ in range(100):
+            self.control.deliver("broadcast", "", "x" * 1000)
+        self.assertEqual(self.control.dropped, 0)
+        self.assertGreater(len(self.transport.value()), 100_000)

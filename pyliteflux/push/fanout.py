@@ -16,6 +16,7 @@ Presence (``{client_id: node_id}``) is answered from the directory.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Dict, List, Optional, Set
 
 from twisted.internet.protocol import connectionDone
@@ -129,7 +130,17 @@ class Directory:
 
 
 class SupervisorControl(amp.AMP):
-    """The supervisor's end of one worker's control connection."""
+    """The supervisor's end of one worker's control connection.
+
+    It is the producer of its transport, so it knows when the worker stops
+    reading (stopped with SIGSTOP, or wedged in a blocking call): pushes for
+    it then queue in the supervisor only up to ``max_backlog`` bytes; beyond
+    that they are dropped (``dropped``, logged once per episode) rather than
+    growing the supervisor without bound. ``Stop`` is never dropped.
+    """
+
+    #: bytes of pushes queued for a worker that is not reading, at most
+    max_backlog = 16 * 1024 * 1024
 
     def __init__(self, directory: Directory, node_id: str,
                  on_ready: Callable[["SupervisorControl", int], Any] = lambda c, pid: None,
@@ -141,11 +152,30 @@ class SupervisorControl(amp.AMP):
         self.connected = False
         self._on_ready = on_ready
         self._on_lost = on_lost
+        #: pushes not sent to this worker because it was not reading
+        self.dropped = 0
+        self._paused = False
+        self._backlog = 0
 
     def connectionMade(self) -> None:
         super().connectionMade()
         self.connected = True
+        transport: Any = self.transport
+        transport.registerProducer(self, True)
         self.directory.add(self)
+
+    # (IPushProducer: the transport's buffer towards the worker is full / drained)
+    def pauseProducing(self) -> None:
+        self._paused, self._backlog = True, 0
+
+    def resumeProducing(self) -> None:
+        if self.dropped and self._backlog > self.max_backlog:
+            _log.warn("worker {node} reads again; {n} pushes to it were dropped",
+                      node=self.node_id, n=self.dropped)
+        self._paused, self._backlog = False, 0
+
+    def stopProducing(self) -> None:
+        self._paused = True
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.connected = False
@@ -154,8 +184,17 @@ class SupervisorControl(amp.AMP):
         self._on_lost(self)
 
     def deliver(self, kind: str, target: str, message: Any) -> None:
-        if self.connected:
-            self.callRemote(Deliver, kind=kind, target=target, message=message)
+        if not self.connected:
+            return
+        if self._paused:  # only then is the size worth measuring
+            if self._backlog > self.max_backlog:
+                self.dropped += 1
+                return
+            self._backlog += len(json.dumps(message, ensure_ascii=False)) + len(target) + 64
+            if self._backlog > self.max_backlog:
+                _log.warn("worker {node} is not reading: dropping pushes to it until it does",
+                          node=self.node_id)
+        self.callRemote(Deliver, kind=kind, target=target, message=message)
 
     def stop_worker(self) -> bool:
         """Ask the worker to shut down gracefully; False if not connected."""
