@@ -264,13 +264,16 @@ class WorkerAggregate:
         self.registry.register(self)  # type: ignore[arg-type]
 
     def collect(self) -> Iterator[Metric]:
-        merged: Dict[str, Metric] = {}
+        # by name *and* type: the parser names the counter pyliteflux_jobs_total
+        # "pyliteflux_jobs", like the gauge pyliteflux_jobs
+        merged: Dict[Tuple[str, str], Metric] = {}
         for worker, text in sorted(self.sources().items()):
             for family in text_string_to_metric_families(text):
-                target = merged.get(family.name)
+                key = (family.name, family.type)
+                target = merged.get(key)
                 if target is None:
-                    target = merged[family.name] = Metric(family.name, family.documentation,
-                                                          family.type, family.unit)
+                    target = merged[key] = Metric(family.name, family.documentation,
+                                                  family.type, family.unit)
                 for sample in family.samples:
                     labels = dict(sample.labels, worker=str(worker))
                     target.add_sample(sample.name, labels, sample.value)
