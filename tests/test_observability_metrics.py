@@ -5,7 +5,7 @@ endpoint over workers."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, Tuple
 
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import defer
@@ -393,26 +393,15 @@ class WorkerAggregateTests(SynchronousTestCase):
     def test_merged_families_keep_their_names_and_types(self) -> None:
         """The gauge pyliteflux_jobs and the counter pyliteflux_jobs_total
         share a name once parsed; merged, each keeps its own family."""
-        import re
+        from .prometheus_text import assert_well_formed, families
 
         metrics = app().enable_metrics()
         one = metrics.exposition().decode()
         merged = WorkerAggregate(lambda: {"0": one, "1": one}).exposition().decode()
-
-        def families(text: str) -> List[str]:
-            return re.findall(r"^# TYPE (\S+ \S+)$", text, re.M)
-
         self.assertEqual(families(merged), families(one))
         self.assertIn("pyliteflux_jobs_total counter", families(merged))
-        for line in merged.splitlines():  # every sample sits under its own family
-            if line.startswith("# TYPE "):
-                family, kind = line.split()[2:4]
-            elif line and not line.startswith("#"):
-                sample = line.split("{")[0]
-                suffixes = {"counter": ("_total", "_created"), "gauge": ("",),
-                            "histogram": ("_bucket", "_count", "_sum", "_created")}[kind]
-                base = family[:-len("_total")] if kind == "counter" else family
-                self.assertIn(sample, {base + s for s in suffixes}, line)
+        assert_well_formed(self, one)
+        assert_well_formed(self, merged)
 
 
 class ClockTests(SynchronousTestCase):

@@ -17,8 +17,9 @@ from twisted.internet import reactor
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 from twisted.trial import unittest
 
+from tests.prometheus_text import assert_well_formed
 from tests.redis_server import RedisServer
-from tests.test_service_supervisor import LOCAL, Cluster
+from tests.test_service_supervisor import LOCAL, Cluster, poll
 
 
 def fetch(port: int, path: str) -> Any:
@@ -53,6 +54,7 @@ class SupervisorMetricsTests(unittest.TestCase):
                     break
             status, text = fetch(port, "/metrics")
             self.assertEqual(status, 200)
+            assert_well_formed(self, text)
             counted = {s.labels["worker"]: s.value
                        for s in samples(text, "pyliteflux_http_requests_total")
                        if s.labels.get("route") == "/pid"}
@@ -88,9 +90,9 @@ class SupervisorRedisTests(unittest.TestCase):
         def scenario() -> None:
             cluster = Cluster(self, "--push-backend", url, "--node-id", "host-a").start()
             clients = cluster.clients_on_every_worker("room")
-            presence = cluster.get("/presence")
-            self.assertEqual(presence, {c[2]["client_id"]: f"host-a/{c[2]['worker']}"
-                                        for c in clients})
+            expected = {c[2]["client_id"]: f"host-a/{c[2]['worker']}" for c in clients}
+            # (each worker writes its clients to Redis as they come: a moment later)
+            poll(lambda: cluster.get("/presence") == expected, 5, "presence in Redis")
             for _sock, lines, who in {c[2]["pid"]: c for c in clients}.values():
                 for _ in range(200):  # until a request lands on the other worker
                     answer = cluster.get(f"/push?client_id={who['client_id']}&message=x")
