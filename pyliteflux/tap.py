@@ -201,10 +201,11 @@ def makeService(options: Options) -> Any:
         server = options.server
     assert server is not None
     if server.config.workers > 1:
-        return make_supervisor(options)
-    service = server.make_service(endpoints=options.endpoints)
-    service.owns_reactor = True  # server.stop() under twistd stops the process
-    if server.config.log_format == "json":  # twistd logs to it (ServerService.setServiceParent)
+        service = make_supervisor(options)
+    else:
+        service = server.make_service(endpoints=options.endpoints)
+        service.owns_reactor = True  # server.stop() under twistd stops the process
+    if server.config.log_format == "json":  # twistd logs to it (service.runner.TwistdLogging)
         from .log import console_observer
 
         service.log_observer = console_observer("json")

@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 
 from twisted.python.failure import Failure
 
-__all__ = ["run_until_stopped"]
+__all__ = ["run_until_stopped", "TwistdLogging"]
 
 
 def run_until_stopped(service: Any, reactor: Any) -> Optional[Failure]:
@@ -37,3 +37,21 @@ def run_until_stopped(service: Any, reactor: Any) -> Optional[Failure]:
     reactor.addSystemEventTrigger("before", "shutdown", stop)
     reactor.run()
     return failures[0] if failures else None
+
+
+class TwistdLogging:
+    """Mixed into a top-level service: ``log_observer`` (set for
+    ``log_format = "json"``) becomes twistd's log observer.
+
+    twistd makes the plugin's service a child of its application, then
+    starts logging with the application's ``ILogObserver`` if it has one.
+    """
+
+    log_observer: Any = None
+
+    def setServiceParent(self, parent: Any) -> None:
+        if self.log_observer is not None and hasattr(parent, "setComponent"):
+            from twisted.logger import ILogObserver
+
+            parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)  # type: ignore[misc]

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from .listeners import ListenerService, Listening
+from .runner import TwistdLogging
 
 __all__ = ["Drainable", "ServerService"]
 
@@ -44,7 +45,7 @@ class Drainable(Protocol):
         """Abort every open connection; their descriptions."""
 
 
-class ServerService(MultiService):
+class ServerService(TwistdLogging, MultiService):
     """The listeners of an app plus its jobs and push backend, stopped gracefully.
 
     Stopping it, within ``config.shutdown_timeout`` seconds in total:
@@ -127,16 +128,6 @@ class ServerService(MultiService):
         if all(listener.port is not None for listener in self.listeners):
             return "serving"
         return "starting"
-
-    def setServiceParent(self, parent: Any) -> None:
-        """(twistd makes the plugin's service a child of its application, then
-        starts logging with the application's ``ILogObserver`` if it has one:
-        that is where ``log_format = "json"`` takes effect under twistd.)"""
-        if self.log_observer is not None and hasattr(parent, "setComponent"):
-            from twisted.logger import ILogObserver
-
-            parent.setComponent(ILogObserver, self.log_observer)
-        super().setServiceParent(parent)
 
     def listening(self) -> Deferred[Listening]:
         """Fires with the bound ports once every listener is up."""

@@ -46,7 +46,7 @@ from ..push.fanout import Directory, SupervisorControl
 from ..push.local import default_node_id
 from .adopted import family_of, open_shared
 from .listeners import Listening, describe_port
-from .runner import run_until_stopped
+from .runner import TwistdLogging, run_until_stopped
 
 __all__ = ["Supervisor", "CrashLoop", "run_supervisor", "script_command", "describe_exit"]
 
@@ -126,7 +126,7 @@ class _ControlFactory(Factory):
         return self.proto
 
 
-class Supervisor(Service):
+class Supervisor(TwistdLogging, Service):
     """Shares the listeners of ``endpoints`` with ``config.workers`` workers
     running ``command`` (see the module docstring)."""
 
