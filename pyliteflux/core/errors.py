@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterable, Optional
 __all__ = [
     "HTTPError",
     "BadRequest",
+    "TopicError",
     "NotFound",
     "MethodNotAllowed",
     "PayloadTooLarge",
@@ -63,6 +64,15 @@ class HTTPError(Exception):
 class BadRequest(HTTPError):
     status = 400
     message = "Bad Request"
+
+
+class TopicError(BadRequest, ValueError):
+    """A bad topic, or one topic too many for a connection (SPEC §12).
+
+    A ``ValueError`` for the code that subscribes, and a ``BadRequest`` for
+    the pipeline: a command that lets it escape gets an error reply naming
+    the limit (not a logged 500), and the connection stays.
+    """
 
 
 class NotFound(HTTPError):

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python import threadable
 
+from ..core.errors import TopicError
 from .local import LocalBackend
 from .target import PUSH_FORMATS, PushBackend, PushTarget
 
@@ -107,7 +108,7 @@ class PushHub:
 
     def subscribe(self, target: Any, topic: str) -> None:
         if not isinstance(topic, str) or not topic:
-            raise ValueError(f"a topic is a non-empty str, got {topic!r}")
+            raise TopicError(f"a topic is a non-empty str, got {topic!r}")
         topics = target._topics
         if topics is None:
             topics = target._topics = set()
@@ -115,7 +116,7 @@ class PushHub:
             return
         limit = self._max_topics()
         if len(topics) >= limit:
-            raise ValueError(f"at most {limit} topics per connection "
+            raise TopicError(f"at most {limit} topics per connection "
                              "(max_topics_per_connection)")
         topics.add(topic)
         self._subscribers.setdefault(topic, set()).add(target)
