@@ -57,10 +57,12 @@ class _Watch(protocol.ProcessProtocol):
 class RedisServer:
     """One redis-server process (``url``, ``start``, ``kill``, ``pause``, ``resume``)."""
 
-    def __init__(self, testcase, password=None):
+    def __init__(self, testcase, password=None, tls=None):
         self.path = require_redis(testcase)
         self.port = free_port()
         self.password = password
+        #: ``{"cert": path, "key": path}``: serve TLS only (``rediss://``)
+        self.tls = tls
         self._watch = None
         self.process = None
         testcase.addCleanup(self.stop)
@@ -68,7 +70,8 @@ class RedisServer:
     @property
     def url(self):
         auth = f":{self.password}@" if self.password else ""
-        return f"redis://{auth}127.0.0.1:{self.port}/0"
+        scheme = "rediss" if self.tls else "redis"
+        return f"{scheme}://{auth}127.0.0.1:{self.port}/0"
 
     def start(self):
         """Fires when it accepts connections."""
@@ -76,6 +79,10 @@ class RedisServer:
                 "--appendonly", "no", "--daemonize", "no", "--loglevel", "notice"]
         if self.password:
             args += ["--requirepass", self.password]
+        if self.tls:
+            args[1:3] = ["--port", "0", "--tls-port", str(self.port)]
+            args += ["--tls-cert-file", self.tls["cert"], "--tls-key-file", self.tls["key"],
+                     "--tls-ca-cert-file", self.tls["cert"], "--tls-auth-clients", "no"]
         self._watch = watch = _Watch()
         self.process = reactor.spawnProcess(watch, self.path, args, env=os.environ.copy())
         timeout = reactor.callLater(10, lambda: watch.ready.called or self.process.signalProcess(

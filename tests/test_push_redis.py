@@ -227,3 +227,54 @@ class SharedIdTests(RedisTestCase):
         yield until(lambda: on_b.sent, what="the push")
         self.assertEqual(on_b.sent, [{"type": "push", "data": "still here"}])
         b.server.hub.unregister(on_b)
+
+
+class TLSTests(RedisTestCase):
+    """``rediss://``: the links speak TLS and verify the server's certificate
+    (here a throwaway one, trusted through ``SSL_CERT_FILE``)."""
+
+    @defer.inlineCallbacks
+    def setUp(self):
+        import os
+
+        from .redis_server import RedisServer
+        from .redis_nodes import Nodes
+        from .test_tap import make_self_signed
+
+        paths = make_self_signed(os.path.abspath(self.mktemp()))
+        self.trust(paths["cert"])
+        self.redis = RedisServer(self, tls=paths)
+        yield self.redis.start()
+        self.nodes = Nodes(self, self.redis)
+
+    def trust(self, cert):
+        """OpenSSL reads SSL_CERT_FILE from the process's real environment."""
+        import os
+
+        old = os.environ.get("SSL_CERT_FILE")
+        if cert is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = cert
+        self.addCleanup(lambda: os.environ.pop("SSL_CERT_FILE", None) if old is None
+                        else os.environ.__setitem__("SSL_CERT_FILE", old))
+
+    @defer.inlineCallbacks
+    def test_push_between_nodes_over_tls(self):
+        self.assertTrue(self.redis.url.startswith("rediss://127.0.0.1:"))
+        a = yield self.nodes.start("a")
+        b = yield self.nodes.start("b")
+        client = yield self.nodes.client(b)
+        yield until(lambda: a.server.presence().addCallback(lambda p: client.client_id in p),
+                    what="presence over TLS")
+        self.assertEqual(a.server.push_message("over tls", client.client_id), 0)
+        self.assertEqual((yield client.next_line()), {"type": "push", "data": "over tls"})
+
+    @defer.inlineCallbacks
+    def test_a_certificate_nobody_trusts_is_refused(self):
+        self.trust(None)
+        events = self.logged()
+        node = yield self.nodes.start("a", wait_up=False)
+        yield until(lambda: any("certificate verify failed" in str(e.get("why", ""))
+                                for e in events), what="the TLS failure logged, with why")
+        self.assertFalse(node.server.hub.backend.up)

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 import txredisapi  # type: ignore[import-untyped]
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
@@ -72,7 +73,18 @@ def parse_redis_url(url: str) -> RedisAddress:
                         parts.scheme == "rediss")
 
 
-class CommandProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
+class _LinkProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
+    """Notes why the connection ended, for the log of a failed AUTH/SELECT
+    (txredisapi says only "Lost connection"; a TLS failure says why)."""
+
+    factory: "_LinkFactory"
+
+    def connectionLost(self, reason: Any) -> None:
+        self.factory.link.last_lost = reason
+        super().connectionLost(reason)
+
+
+class CommandProtocol(_LinkProtocol):
     """Request/reply commands (txredisapi's own), plus our PING."""
 
     factory: "_LinkFactory"
@@ -82,7 +94,7 @@ class CommandProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
         d.addCallbacks(lambda _: self.factory.link.pong(self), lambda _: None)
 
 
-class ChannelProtocol(txredisapi.RedisProtocol):  # type: ignore[misc]
+class ChannelProtocol(_LinkProtocol):
     """A connection in SUBSCRIBE mode: messages go to the link's owner.
 
     txredisapi's SubscriberProtocol pairs (un)subscribe confirmations and
@@ -147,6 +159,10 @@ class _LinkFactory(Factory):
 
     def connectionError(self, why: str) -> None:
         # why is Redis's own error text ("WRONGPASS ..."), never the password
+        lost = self.link.last_lost
+        if why.endswith("Lost connection") and lost is not None \
+                and not lost.check(ConnectionDone):
+            why = f"{why} ({lost.getErrorMessage()})"  # e.g. the certificate is not trusted
         _log.warn("Redis {address}: {why}; retrying", address=self.link.address, why=why)
 
 
@@ -179,6 +195,8 @@ class RedisLink:
         else:
             self._factory = _LinkFactory(self, CommandProtocol, "utf-8")
         self.protocol: Any = None  # the connected one (up or still preparing)
+        #: why the last connection ended (a Failure), for the logs
+        self.last_lost: Any = None
         self.up = False
         self._state = "stopped"  # stopped, starting, up, down
         self._attempts = 0
