@@ -237,8 +237,8 @@ class TLSTests(RedisTestCase):
     def setUp(self):
         import os
 
-        from .redis_server import RedisServer
         from .redis_nodes import Nodes
+        from .redis_server import RedisServer
         from .test_tap import make_self_signed
 
         paths = make_self_signed(os.path.abspath(self.mktemp()))
