@@ -13,6 +13,9 @@ more than ``max_output_buffer`` bytes behind is disconnected (counted as a
 ``slow_consumer`` drop). Replies and pushes are written as pre-built frames
 (``frames.text_frame``), bypassing ``sendMessage``: its size check is the
 client's limit, not ours, and a push is framed once for every client.
+On the way in, ``dataReceived`` and ``onMessageEnd`` skip what autobahn
+does per read or message for nobody (a debug line's fields while debug
+logging is off, the ``message`` event while nothing observes it).
 """
 
 from __future__ import annotations
