@@ -3,11 +3,14 @@ commands in the three line formats, replies in order, pushes and topics,
 and hostile clients (oversized, invalid UTF-8, never reading, no pongs)."""
 
 
+import txaio
 from twisted.internet import defer, reactor, task
+from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import TestCase
 
 from pyliteflux import Middleware, Router, Server, g
-from pyliteflux.adapters.websocket import origin_allowed
+from pyliteflux.adapters.websocket import WebSocketProtocol, origin_allowed
+from pyliteflux.adapters.websocket.protocol import _LOG_OFF
 from pyliteflux.testing import serve
 from tests.engines import per_engine
 from tests.ws_client import RawWebSocket, frame
@@ -140,6 +143,29 @@ class CommandTests(TestCase):
         self.addCleanup(ws.close)
         self.assertEqual((await ws.request("echo x"))["tag"], "websocket")
         self.assertEqual(seen, ["echo"])
+
+    async def test_message_observers_still_fire(self):
+        # onMessageEnd skips autobahn's "message" event only while nothing observes it
+        await self.asyncSetUp()
+        client_id = (await self.ws.request({"command": "echo"}))["client_id"]
+        seen = []
+        self.server.connections[client_id].on(
+            "message", lambda payload, is_binary: seen.append((payload, is_binary)))
+        self.assertEqual((await self.ws.request("echo watched"))["echo"], "watched")
+        self.assertEqual(seen, [(b"echo watched", False)])
+
+    async def test_autobahn_debug_logging_still_runs_when_on(self):
+        # dataReceived skips autobahn's debug line only when its level is off
+        await self.asyncSetUp()
+        self.assertIs(WebSocketProtocol.log.debug, _LOG_OFF)  # txaio's no-op (level info)
+        client_id = (await self.ws.request({"command": "echo"}))["client_id"]
+        events = []
+        proto = self.server.connections[client_id]
+        proto.log = txaio.make_logger(level="debug")
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.assertEqual((await self.ws.request("echo loud"))["echo"], "loud")
+        self.assertTrue(any("received {data_len} bytes" in (e.get("log_format") or "") for e in events))
 
     async def test_a_reply_larger_than_the_message_limit_is_sent(self):
         await self.asyncSetUp(max_line_length=1024)

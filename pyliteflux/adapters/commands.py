@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 from twisted.logger import Logger
 
 from ..core.errors import INTERNAL_ERROR
+from ..core.pipeline import is_deferred
 from ..core.requests import TCPRequest
 from .common import when_done
 from .lines import LineError, encode_reply, parse_line
@@ -51,8 +52,9 @@ class CommandSession:
             headers=headers, connection=self, client_id=self.client_id,
         )
         value = self._dispatch(request)
-        slot: List[Any] = [None, request, None]
-        if when_done(value, self._async_done, self._async_failed, slot) is not None:
+        if is_deferred(value):  # PERF: a plain value allocates no slot
+            slot: List[Any] = [None, request, None]
+            when_done(value, self._async_done, self._async_failed, slot)
             slot[2] = value
             self._pending.append(slot)
             if len(self._pending) >= self._max_pending:

@@ -13,12 +13,16 @@ more than ``max_output_buffer`` bytes behind is disconnected (counted as a
 ``slow_consumer`` drop). Replies and pushes are written as pre-built frames
 (``frames.text_frame``), bypassing ``sendMessage``: its size check is the
 client's limit, not ours, and a push is framed once for every client.
+On the way in, ``dataReceived`` and ``onMessageEnd`` skip what autobahn
+does per read or message for nobody (a debug line's fields while debug
+logging is off, the ``message`` event while nothing observes it).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Set, Tuple
 
+import txaio
 from autobahn.twisted.websocket import WebSocketServerProtocol
 from autobahn.websocket.protocol import WebSocketProtocol as _WS
 from autobahn.websocket.types import ConnectionDeny
@@ -39,6 +43,10 @@ __all__ = ["WebSocketProtocol", "origin_allowed"]
 _log = Logger(namespace="pyliteflux.websocket")
 _OPEN = _WS.STATE_OPEN
 _DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
+
+#: what a txaio logger's method is when its level is off (a logger made at
+#: "info" has it as ``debug``): ``dataReceived`` compares against it (# PERF)
+_LOG_OFF = txaio.make_logger(level="info").debug  # type: ignore[attr-defined]
 
 
 def _strip_default_port(netloc: str, scheme: Optional[str] = None) -> str:
@@ -92,6 +100,7 @@ class WebSocketProtocol(CommandSession, WebSocketServerProtocol, TopicsMixin):  
         self.client_address: Tuple[str, int] = ("", 0)
         self.client_id = ""
         self._direct = False
+        self._observed = False  # autobahn's ``on()`` was used: fire its events
         #: called once when the connection closes (an HTTP engine's slot release)
         self.on_close: Optional[Callable[[], None]] = None
 
@@ -187,6 +196,37 @@ class WebSocketProtocol(CommandSession, WebSocketServerProtocol, TopicsMixin):  
         self.transport.resumeProducing()
         while self._backlog and not self._read_pauses and not self.closing:
             self._handle(self._backlog.pop(0))
+
+    # -- autobahn's per-message hooks, without their unused extras -----------------
+
+    def dataReceived(self, data: bytes) -> None:
+        # PERF: autobahn's ``dataReceived`` formats the fields of a debug line
+        # (``hltype``/``hlval``: ``inspect`` calls and string styling) on every
+        # read, even when debug logging is off; only go through it when it is on
+        if self.log.debug is _LOG_OFF:
+            self._dataReceived(data)
+        else:
+            super().dataReceived(data)
+
+    def on(self, event: str, handler: Any) -> None:
+        """autobahn's observer API: once used, ``onMessageEnd`` fires its
+        ``message`` event again."""
+        self._observed = True
+        super().on(event, handler)
+
+    def onMessageEnd(self) -> None:
+        # PERF: autobahn's ``onMessageEnd`` also fires its ``message`` event for
+        # ``on("message", ...)`` observers: a txaio Deferred and two callbacks
+        # per message when nothing observes. The rest is what it does.
+        if self._observed:
+            super().onMessageEnd()
+            return
+        if not self.failedByMe:
+            payload = b"".join(self.message_data)
+            if self.trackedTimings:
+                self.trackedTimings.track("onMessage")
+            self.onMessage(payload, self.message_is_binary)
+        self.message_data = None  # type: ignore[assignment]
 
     # -- requests --------------------------------------------------------------------
 
