@@ -167,6 +167,24 @@ class CommandTests(TestCase):
         self.assertEqual((await self.ws.request("echo loud"))["echo"], "loud")
         self.assertTrue(any("received {data_len} bytes" in (e.get("log_format") or "") for e in events))
 
+    def test_the_autobahn_internals_the_shortcuts_follow(self):
+        """``dataReceived`` and ``onMessageEnd`` repeat what autobahn's own do
+        minus the unused extras: fail here when an autobahn upgrade changes
+        what they rely on."""
+        import inspect
+
+        from autobahn.twisted.websocket import WebSocketServerProtocol as Base
+
+        from pyliteflux.adapters.websocket import protocol as module
+
+        self.assertIsNotNone(module._READ)
+        self.assertIn("self._dataReceived(data)", inspect.getsource(Base.dataReceived))
+        self.assertIn("self.onMessage(payload, isBinary)", inspect.getsource(Base._onMessage))
+        end = inspect.getsource(Base.onMessageEnd)
+        for name in ("self.failedByMe", "self.message_data", "self.message_is_binary",
+                     "self.trackedTimings", "self._onMessage("):
+            self.assertIn(name, end)
+
     async def test_a_reply_larger_than_the_message_limit_is_sent(self):
         await self.asyncSetUp(max_line_length=1024)
         reply = await self.ws.request("big 5000")

@@ -48,6 +48,10 @@ _DEFAULT_PORTS = {"http": "80", "ws": "80", "https": "443", "wss": "443"}
 #: "info" has it as ``debug``): ``dataReceived`` compares against it (# PERF)
 _LOG_OFF = txaio.make_logger(level="info").debug  # type: ignore[attr-defined]
 
+#: autobahn's read path without its debug line (a private method: without
+#: it, as in some other autobahn version, every read takes the public path)
+_READ = getattr(WebSocketServerProtocol, "_dataReceived", None)
+
 
 def _strip_default_port(netloc: str, scheme: Optional[str] = None) -> str:
     host, sep, port = netloc.rpartition(":")
@@ -203,8 +207,8 @@ class WebSocketProtocol(CommandSession, WebSocketServerProtocol, TopicsMixin):  
         # PERF: autobahn's ``dataReceived`` formats the fields of a debug line
         # (``hltype``/``hlval``: ``inspect`` calls and string styling) on every
         # read, even when debug logging is off; only go through it when it is on
-        if self.log.debug is _LOG_OFF:
-            self._dataReceived(data)
+        if _READ is not None and self.log.debug is _LOG_OFF:
+            _READ(self, data)
         else:
             super().dataReceived(data)
 
