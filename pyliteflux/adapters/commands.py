@@ -3,15 +3,22 @@ lines, WebSocket text messages): one request per line through the pipeline,
 replies in request order even when handlers finish out of order.
 
 A protocol mixes ``CommandSession`` in and provides ``_send_reply(line,
-request)``, ``_pause_reading(reason)`` / ``_resume_reading(reason)``, the
-attributes ``_dispatch``, ``_jobs``, ``client_address``, ``client_id``,
-``closing``, ``_max_pending`` and a ``_pending`` list; ``_drained`` is
-called when no reply is outstanding any more.
+request)``, ``_reading_resumed()`` (go on reading: resume the transport,
+handle what was held back), the attributes ``_dispatch``, ``_jobs``,
+``client_address``, ``client_id``, ``closing``, ``_max_pending``, a
+``_pending`` list and ``_read_pauses``/``_output_paused``/``_unsent``;
+``_drained`` is called when no reply is outstanding any more.
+
+The session is also its transport's push producer: while the client does
+not read (the transport's buffer is full) reading from it pauses, so one
+client cannot make the server buffer without bound (§9), and reading
+resumes when every reason to pause (``"output"``, too many pending
+replies) has gone.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Set
 
 from twisted.logger import Logger
 
@@ -37,6 +44,45 @@ class CommandSession:
     _jobs: Any
     client_address: Any
     client_id: str
+    transport: Any
+    _read_pauses: Set[str]
+    _output_paused: bool
+    _unsent: int
+
+    @property
+    def pending_count(self) -> int:
+        """Commands received on this connection whose replies are not sent yet."""
+        return len(self._pending)
+
+    # -- IPushProducer: the transport tells us when our output backs up ------------
+
+    def pauseProducing(self) -> None:
+        # Twisted may call this again on every write while the buffer is
+        # over its limit: only the first call starts the count.
+        if not self._output_paused:
+            self._output_paused = True
+            self._unsent = 0
+            self._pause_reading("output")
+
+    def resumeProducing(self) -> None:
+        self._output_paused = False
+        self._unsent = 0
+        self._resume_reading("output")
+
+    def stopProducing(self) -> None:
+        self.closing = True
+
+    def _pause_reading(self, reason: str) -> None:
+        if not self._read_pauses and self.transport is not None:
+            self.transport.pauseProducing()
+        self._read_pauses.add(reason)
+
+    def _resume_reading(self, reason: str) -> None:
+        if reason not in self._read_pauses:
+            return
+        self._read_pauses.discard(reason)
+        if not self._read_pauses and not self.closing:
+            self._reading_resumed()
 
     def handle_command(self, line: bytes) -> None:
         """One request line (framing, BOM and blank lines already dealt with)."""
@@ -104,10 +150,7 @@ class CommandSession:
     def _send_reply(self, line: bytes, request: Optional[TCPRequest]) -> None:
         raise NotImplementedError
 
-    def _pause_reading(self, reason: str) -> None:
-        raise NotImplementedError
-
-    def _resume_reading(self, reason: str) -> None:
+    def _reading_resumed(self) -> None:
         raise NotImplementedError
 
     def _drained(self) -> None:

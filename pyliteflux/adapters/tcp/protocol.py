@@ -125,51 +125,19 @@ class LineProtocol(CommandSession, LineOnlyReceiver, TimeoutMixin, TopicsMixin):
         """Pushes follow the format of the client's latest request."""
         return "xml-line" if self.data_type == "xml" else "json-line"
 
-    @property
-    def pending_count(self) -> int:
-        """Commands received on this connection whose replies are not sent yet."""
-        return len(self._pending)
-
     def close(self) -> None:
         """Finish sending what is queued, then close."""
         if not self.closing:
             self.closing = True
             self.transport.loseConnection()
 
-    # -- IPushProducer: the transport tells us when our output backs up ------------
-
-    def pauseProducing(self) -> None:
-        # Twisted may call this again on every write while the buffer is
-        # over its limit: only the first call starts the count.
-        if not self._output_paused:
-            self._output_paused = True
-            self._unsent = 0
-            self._pause_reading("output")
-
-    def resumeProducing(self) -> None:
-        self._output_paused = False
-        self._unsent = 0
-        self._resume_reading("output")
-
-    def stopProducing(self) -> None:
-        self.closing = True
-
-    def _pause_reading(self, reason: str) -> None:
-        if not self._read_pauses:
-            self.transport.pauseProducing()
-        self._read_pauses.add(reason)
-
-    def _resume_reading(self, reason: str) -> None:
-        if reason not in self._read_pauses:
-            return
-        self._read_pauses.discard(reason)
-        if not self._read_pauses and not self.closing:
-            if not self._read_closed:
-                self.transport.resumeProducing()
-            if self._backlog:
-                backlog, self._backlog = self._backlog, b""
-                self.dataReceived(backlog)
-                self._maybe_finish_half_close()
+    def _reading_resumed(self) -> None:
+        if not self._read_closed:
+            self.transport.resumeProducing()
+        if self._backlog:
+            backlog, self._backlog = self._backlog, b""
+            self.dataReceived(backlog)
+            self._maybe_finish_half_close()
 
     # -- framing -------------------------------------------------------------------
 

@@ -165,38 +165,7 @@ class WebSocketProtocol(CommandSession, WebSocketServerProtocol, TopicsMixin):  
         """Pushes follow the format of the client's latest request."""
         return WS_XML if self.data_type == "xml" else WS_JSON
 
-    @property
-    def pending_count(self) -> int:
-        """Commands received whose replies are not sent yet."""
-        return len(self._pending)
-
-    # -- IPushProducer: the transport tells us when our output backs up ------------
-
-    def pauseProducing(self) -> None:
-        if not self._output_paused:
-            self._output_paused = True
-            self._unsent = 0
-            self._pause_reading("output")
-
-    def resumeProducing(self) -> None:
-        self._output_paused = False
-        self._unsent = 0
-        self._resume_reading("output")
-
-    def stopProducing(self) -> None:
-        self.closing = True
-
-    def _pause_reading(self, reason: str) -> None:
-        if not self._read_pauses and self.transport is not None:
-            self.transport.pauseProducing()
-        self._read_pauses.add(reason)
-
-    def _resume_reading(self, reason: str) -> None:
-        if reason not in self._read_pauses:
-            return
-        self._read_pauses.discard(reason)
-        if self._read_pauses or self.closing:
-            return
+    def _reading_resumed(self) -> None:
         self.transport.resumeProducing()
         while self._backlog and not self._read_pauses and not self.closing:
             self._handle(self._backlog.pop(0))
