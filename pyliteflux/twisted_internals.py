@@ -21,6 +21,11 @@ Where a public API can do the same job, the code falls back to it.
   without them the deadline is off and Twisted's bare answers come back).
 - ``HTTPChannel.requests`` (documented, but not an API): what shutdown
   asks to tell busy HTTP connections from idle ones.
+- ``tcp.Port._fromListeningDescriptor`` / ``unix.Port._fromListeningDescriptor``
+  (what ``adoptStreamPort`` calls) and ``Port.numberAccepts``: a worker
+  adopts its shared listening socket as a port class of ours that accepts
+  a few connections per wakeup, so that the workers share the load
+  (fallback: ``adoptStreamPort``, where one worker may take most of a burst).
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from twisted.web.http_headers import Headers
 from twisted.web.server import Request as WebRequest
 
 __all__ = ["ASSUMPTIONS", "check", "FAST_HEADERS", "raw_headers", "can_write_through",
-           "send_now", "in_request_headers", "headers_over_limits", "channel_requests"]
+           "send_now", "in_request_headers", "headers_over_limits", "channel_requests",
+           "adopt_listening_port"]
 
 _log = Logger(namespace="pyliteflux.twisted_internals")
 
@@ -130,6 +136,34 @@ def _write_buffer_problems() -> List[str]:
                             "_tempDataLen") and not hasattr(tcp.Connection, name)]
 
 
+# -- adopting a listening socket as a port class of ours -----------------------------------
+
+def _adoption_problems() -> List[str]:
+    from twisted.internet import tcp, unix
+
+    problems = [f"{cls.__module__}.Port._fromListeningDescriptor is gone"
+                for cls in (tcp, unix) if not hasattr(cls.Port, "_fromListeningDescriptor")]
+    import inspect
+
+    if "numberAccepts" not in inspect.getsource(tcp.Port.doRead):
+        problems.append("tcp.Port.doRead no longer batches accepts by numberAccepts")
+    return problems
+
+
+def adopt_listening_port(port_class: Any, reactor: Any, fd: int, family: int,
+                         factory: Any) -> Any:
+    """``reactor.adoptStreamPort``, with ``port_class`` (a subclass of
+    ``tcp.Port`` or ``unix.Port``) for the port; listening."""
+    import socket
+
+    if family == socket.AF_UNIX:
+        port = port_class._fromListeningDescriptor(reactor, fd, factory)
+    else:
+        port = port_class._fromListeningDescriptor(reactor, fd, family, factory)
+    port.startListening()
+    return port
+
+
 #: name -> function returning the problems found (empty: the assumption holds)
 ASSUMPTIONS = {
     "Headers._rawHeaders": lambda: [] if FAST_HEADERS else
@@ -140,6 +174,7 @@ ASSUMPTIONS = {
         HTTPChannel, "_respondToBadRequestAndDisconnect") else
     ["HTTPChannel._respondToBadRequestAndDisconnect is gone: malformed requests get "
      "Twisted's bare 400"],
+    "Port._fromListeningDescriptor": _adoption_problems,
     "Request._handleStar": lambda: [] if hasattr(WebRequest, "_handleStar") else
     ["Request._handleStar is gone: 'GET *' gets Twisted's answer"],
 }

@@ -111,3 +111,33 @@ class AdoptedTests(unittest.TestCase):
 
     def test_open_shared_reports_a_bad_endpoint(self) -> Any:
         return self.assertFailure(open_shared(reactor, "nonsense:1"), ValueError)
+
+
+class FairAcceptTests(unittest.TestCase):
+    """A worker accepts one connection per wakeup of the shared socket, so
+    the other workers woken with it take the rest of a burst."""
+
+    adopt = AdoptedTests.adopt
+
+    def test_one_accept_per_wakeup(self) -> Any:
+        from pyliteflux.service.adopted import SharedTCPPort
+
+        def check(ports: Any) -> Any:
+            shared, service = ports
+            port = service.port
+            self.assertIsInstance(port, SharedTCPPort)
+            port.stopReading()  # this test calls doRead itself
+            where = ("127.0.0.1", shared.getHost().port)
+            clients = [socket.create_connection(where) for _ in range(3)]
+            for client in clients:
+                self.addCleanup(client.close)
+            built = []
+            factory = port.factory
+            original = factory.buildProtocol
+            factory.buildProtocol = lambda addr: (built.append(addr), original(addr))[1]
+            port.doRead()
+            self.assertEqual(len(built), 1)
+            port.doRead()
+            self.assertEqual(len(built), 2)
+
+        return self.adopt("tcp:0:interface=127.0.0.1").addCallback(check)

@@ -168,6 +168,27 @@ class WorkerTests(unittest.TestCase):
 
         return deferToThread(scenario)
 
+    def test_a_burst_of_long_lived_connections_is_shared(self) -> Any:
+        """64 keep-alive connections opened at once (as wrk or a reconnecting
+        fleet of devices does) land on both workers, not 63 on one."""
+
+        def scenario() -> None:
+            cluster = Cluster(self).start()
+            socks = [socket.create_connection(("127.0.0.1", cluster.http), timeout=10)
+                     for _ in range(64)]
+            held: Dict[int, int] = {}
+            for sock in socks:
+                self.addCleanup(sock.close)
+                sock.sendall(b"GET /pid HTTP/1.1\r\nHost: x\r\n\r\n")
+            for sock in socks:
+                body = sock.recv(4096).split(b"\r\n\r\n", 1)[1]
+                pid = json.loads(body)["pid"]
+                held[pid] = held.get(pid, 0) + 1
+            self.assertEqual(len(held), 2, held)
+            self.assertGreaterEqual(min(held.values()), 16, held)
+
+        return deferToThread(scenario)
+
     def test_push_crosses_workers_and_presence_covers_all(self) -> Any:
         def scenario() -> None:
             cluster = Cluster(self).start()

@@ -21,11 +21,13 @@ import socket
 from typing import Any, Callable, Dict, Tuple
 
 from twisted.application.service import Service
+from twisted.internet import tcp, unix
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
+from .. import twisted_internals as ti
 from .listeners import ListenerService
 
 __all__ = ["FAMILIES", "family_of", "open_shared", "AdoptingReactor", "AdoptedListenerService"]
@@ -70,6 +72,35 @@ def open_shared(reactor: Any, desc: str) -> Deferred[Any]:
     return d.addCallback(idle)
 
 
+class _FairAccepts:
+    """Accept at most ``ACCEPT_BATCH`` connections per wakeup.
+
+    Every worker waits on the same listening socket and the kernel wakes
+    them all; Twisted's port then accepts as many as are queued (up to 100,
+    growing), so the first worker awake takes a whole burst (64 new
+    connections split 63/1). A small batch hands the rest to the others.
+    """
+
+    numberAccepts: int
+
+    def doRead(self) -> Any:
+        if self.numberAccepts > ACCEPT_BATCH:
+            self.numberAccepts = ACCEPT_BATCH
+        return super().doRead()  # type: ignore[misc]
+
+
+#: connections one worker accepts per wakeup of its shared listening socket
+ACCEPT_BATCH = 1
+
+
+class SharedTCPPort(_FairAccepts, tcp.Port):
+    """A worker's port on an inherited TCP socket."""
+
+
+class SharedUNIXPort(_FairAccepts, unix.Port):
+    """A worker's port on an inherited UNIX socket."""
+
+
 class AdoptingReactor:
     """What ``serverFromString`` listens with in a worker: every ``listen*``
     adopts the inherited descriptor ``fd`` instead of binding a new socket.
@@ -85,8 +116,15 @@ class AdoptingReactor:
 
     def _adopt(self, factory: Any) -> Any:
         os.set_blocking(self._fd, False)  # adoptStreamPort wants a non-blocking socket
-        port = self._reactor.adoptStreamPort(self._fd, self._family, factory)
-        os.close(self._fd)  # adoptStreamPort works on a duplicate of it
+        try:
+            if ti.ASSUMPTIONS["Port._fromListeningDescriptor"]():
+                port = self._reactor.adoptStreamPort(self._fd, self._family, factory)
+            else:
+                cls = SharedUNIXPort if self._family == socket.AF_UNIX else SharedTCPPort
+                port = ti.adopt_listening_port(cls, self._reactor, self._fd, self._family,
+                                               factory)
+        finally:
+            os.close(self._fd)  # the port works on a duplicate of it
         return port
 
     def listenTCP(self, port: int, factory: Any, backlog: int = 50,
