@@ -111,3 +111,21 @@ class SupervisorRedisTests(unittest.TestCase):
                              ["host-a/0", "host-a/1"])
 
         return deferToThread(scenario)
+
+    def test_readyz_is_503_while_redis_is_down(self) -> Any:
+        url = self.redis.url
+
+        def scenario() -> None:
+            cluster = Cluster(self, "--push-backend", url, "--metrics", LOCAL).start()
+            found = [re.search(r"METRICS listening on 127\.0\.0\.1:(\d+)", line)
+                     for line in cluster.child.seen]
+            port = int(next(m for m in found if m).group(1))
+            poll(lambda: fetch(port, "/readyz")[0] == 200, 10, "ready with Redis up")
+            blockingCallFromThread(reactor, self.redis.kill)
+            poll(lambda: fetch(port, "/readyz") == (503, '{"status": "broker down"}'), 15,
+                 "503 while Redis is down")
+            self.assertEqual(cluster.get("/pid")["worker"] in (0, 1), True)  # still serving
+            blockingCallFromThread(reactor, self.redis.start)
+            poll(lambda: fetch(port, "/readyz")[0] == 200, 15, "ready again")
+
+        return deferToThread(scenario)

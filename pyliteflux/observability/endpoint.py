@@ -33,7 +33,8 @@ __all__ = ["Readiness", "MetricsResource", "HealthResource", "ReadyResource",
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 
 #: (ready, why): why is "ready", "starting", "draining", "stopped" or "broker down"
-Check = Callable[[], Tuple[bool, str]]
+#: (a supervisor's check returns a Deferred of that, asked of its workers)
+Check = Callable[[], Any]
 
 
 class Readiness:
@@ -76,23 +77,28 @@ class MetricsResource(Resource):
         body = self.metrics.exposition()
         if not isinstance(body, Deferred):
             return body
-        # a supervisor's: asked of its workers (observability.workers)
-        finished: List[bool] = []
-        request.notifyFinish().addBoth(lambda _: finished.append(True))
+        return _later(request, body, lambda data: data)  # a supervisor's (workers.py)
 
-        def write(data: bytes) -> None:
-            if not finished:
-                request.write(data)
-                request.finish()
 
-        def failed(failure: Any) -> None:
-            if not finished:
-                request.setResponseCode(500)
-                request.write(b"# scrape failed\n")
-                request.finish()
+def _later(request: Any, d: "Deferred[Any]", render: Callable[[Any], bytes]) -> Any:
+    """Answer ``request`` with ``render(result)`` once ``d`` fires (a 500 if
+    it fails); nothing if the client has gone meanwhile."""
+    finished: List[bool] = []
+    request.notifyFinish().addBoth(lambda _: finished.append(True))
 
-        body.addCallbacks(write, failed)
-        return NOT_DONE_YET
+    def write(result: Any) -> None:
+        if not finished:
+            request.write(render(result))
+            request.finish()
+
+    def failed(failure: Any) -> None:
+        if not finished:
+            request.setResponseCode(500)
+            request.write(b"# failed\n")
+            request.finish()
+
+    d.addCallback(write).addErrback(failed)
+    return NOT_DONE_YET
 
 
 class HealthResource(Resource):
@@ -113,9 +119,16 @@ class ReadyResource(Resource):
         super().__init__()
         self.check = check
 
-    def render_GET(self, request: Any) -> bytes:
-        ready, why = self.check()
-        return _json(request, 200 if ready else 503, {"status": why})
+    def render_GET(self, request: Any) -> Any:
+        answer = self.check()
+        if isinstance(answer, Deferred):  # a supervisor's, asking its workers
+            return _later(request, answer, lambda result: _json(request, *_ready(result)))
+        return _json(request, *_ready(answer))
+
+
+def _ready(answer: Tuple[bool, str]) -> Tuple[int, Any]:
+    ready, why = answer
+    return 200 if ready else 503, {"status": why}
 
 
 class _NotFound(Resource):

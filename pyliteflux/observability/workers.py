@@ -9,17 +9,18 @@ within ``timeout`` seconds is left out of that scrape (its series are
 missing once rather than the scrape hanging).
 
 ``/readyz`` on the supervisor is 200 while it is not stopping and at least
-one worker is ready.
+one worker is ready: serving, and its push broker up (a Redis outage that
+every worker sees is a 503 "broker down", as for one process).
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Mapping, Tuple
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
 
-from ..push.relay import Scrape
+from ..push.relay import Health, Scrape
 from .metrics import WorkerAggregate
 
 __all__ = ["SupervisorMetrics", "SupervisorReadiness"]
@@ -73,15 +74,32 @@ class SupervisorMetrics:
 
 
 class SupervisorReadiness:
-    """``/readyz`` of the supervisor: serving while not stopping and at least
-    one worker is ready."""
+    """``/readyz`` of the supervisor: a Deferred of ``(ready, why)``, ready
+    while it is not stopping and at least one worker is (serving, its push
+    broker up: each worker's own ``Readiness``, asked over ``Health``)."""
 
-    def __init__(self, supervisor: Any) -> None:
+    timeout = 2.0
+
+    def __init__(self, supervisor: Any, reactor: Callable[[], Any]) -> None:
         self.supervisor = supervisor
+        self._reactor = reactor
 
-    def __call__(self) -> Tuple[bool, str]:
+    def _ask(self, worker: Any) -> "Deferred[Tuple[bool, str]]":
+        d = worker.control.callRemote(Health)
+        d.addTimeout(self.timeout, self._reactor())
+        return d.addCallbacks(lambda answer: (bool(answer["ready"]), str(answer["why"])),
+                              lambda failure: (False, "not answering"))
+
+    def __call__(self) -> "Deferred[Tuple[bool, str]]":
         if self.supervisor.stopping:
-            return False, "draining"
-        if not _ready_workers(self.supervisor):
-            return False, "starting"
-        return True, "ready"
+            return succeed((False, "draining"))
+        workers = _ready_workers(self.supervisor)
+        if not workers:
+            return succeed((False, "starting"))
+
+        def judged(answers: List[Tuple[bool, str]]) -> Tuple[bool, str]:
+            if any(ready for ready, _why in answers):
+                return True, "ready"
+            return False, answers[0][1]  # e.g. "broker down" on every worker
+
+        return gatherResults([self._ask(w) for w in workers]).addCallback(judged)

@@ -27,7 +27,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 __all__ = ["BigJSON", "Ready", "Joined", "Left", "Subscribed", "Unsubscribed", "Push",
-           "Deliver", "Presence", "Scrape", "Stop", "RelayBackend", "WorkerControl"]
+           "Deliver", "Presence", "Scrape", "Health", "Stop", "RelayBackend", "WorkerControl"]
 
 _log = Logger(namespace="pyliteflux.push")
 
@@ -118,6 +118,14 @@ class Scrape(amp.Command):
 
     arguments = []  # type: ignore[var-annotated]
     response = [(b"text", BigJSON())]
+
+
+class Health(amp.Command):
+    """Whether this worker should get traffic (``observability.Readiness``:
+    serving, and its push broker up), for the supervisor's ``/readyz``."""
+
+    arguments = []  # type: ignore[var-annotated]
+    response = [(b"ready", amp.Boolean()), (b"why", amp.Unicode())]
 
 
 class Stop(amp.Command):
@@ -236,6 +244,8 @@ class WorkerControl(amp.AMP):
         self.connected = False
         #: this worker's exposition (``ServerMetrics.exposition``) for ``Scrape``
         self.metrics: Optional[Callable[[], bytes]] = None
+        #: this worker's readiness check, ``() -> (ready, why)``, for ``Health``
+        self.health: Optional[Callable[[], Any]] = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -256,6 +266,11 @@ class WorkerControl(amp.AMP):
     def _scrape(self) -> Dict[str, Any]:
         metrics = self.metrics
         return {"text": metrics().decode("utf-8") if metrics is not None else ""}
+
+    @Health.responder
+    def _health(self) -> Dict[str, Any]:
+        ready, why = self.health() if self.health is not None else (False, "starting")
+        return {"ready": bool(ready), "why": str(why)}
 
     @Stop.responder
     def _stop(self) -> Dict[str, Any]:

@@ -216,7 +216,7 @@ class Supervisor(TwistdLogging, Service):
 
         self.monitor = MetricsListener(self.config.metrics_endpoint,
                                        SupervisorMetrics(self, self._reactor),
-                                       SupervisorReadiness(self), self._reactor,
+                                       SupervisorReadiness(self, self._reactor), self._reactor,
                                        lambda: self.config.info)
         self.monitor.startService()
 

@@ -190,6 +190,9 @@ def run_worker(server: Any, env: WorkerEnvironment, reactor: Any = None) -> int:
     control = WorkerControl(backend, stop, lost)
     if server.metrics is not None:
         control.metrics = server.metrics.exposition
+    from ..observability.endpoint import Readiness
+
+    control.health = Readiness(service, server.hub)
     if backend is not None:
         backend.control = control
 
