@@ -21,7 +21,6 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
-from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 from .relay import (
@@ -30,6 +29,7 @@ from .relay import (
     Left,
     Presence,
     Push,
+    QuietAMP,
     Ready,
     Stop,
     Subscribed,
@@ -129,7 +129,7 @@ class Directory:
         return {client_id: control.node_id for client_id, control in self.clients.items()}
 
 
-class SupervisorControl(amp.AMP):
+class SupervisorControl(QuietAMP):
     """The supervisor's end of one worker's control connection.
 
     It is the producer of its transport, so it knows when the worker stops

@@ -27,7 +27,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 
 __all__ = ["BigJSON", "Ready", "Joined", "Left", "Subscribed", "Unsubscribed", "Push",
-           "Deliver", "Presence", "Scrape", "Health", "Stop", "RelayBackend", "WorkerControl"]
+           "Deliver", "Presence", "Scrape", "Health", "Stop", "RelayBackend", "WorkerControl", "QuietAMP"]
 
 _log = Logger(namespace="pyliteflux.push")
 
@@ -227,7 +227,19 @@ class RelayBackend:
         return int(hub.deliver(message))
 
 
-class WorkerControl(amp.AMP):
+class QuietAMP(amp.AMP):
+    """AMP without its info line for every connection made and lost (the
+    supervisor logs its workers' starts and ends itself, by number and pid)."""
+
+    def makeConnection(self, transport: Any) -> None:
+        amp.BinaryBoxProtocol.makeConnection(self, transport)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        amp.BinaryBoxProtocol.connectionLost(self, reason)
+        self.transport = None
+
+
+class WorkerControl(QuietAMP):
     """A worker's end of its control connection to the supervisor.
 
     It delivers relayed pushes, stops the worker on ``Stop``, and calls

@@ -56,6 +56,9 @@ class _NoAccept(Factory):
     noisy = False
     protocol = Protocol
 
+    def logPrefix(self) -> str:
+        return "Shared socket (for the workers)"
+
 
 def open_shared(reactor: Any, desc: str) -> Deferred[Any]:
     """Listen on ``desc`` without accepting: fires with the port, whose
