@@ -49,6 +49,23 @@ class CommandSession:
     _output_paused: bool
     _unsent: int
 
+    def _start_session(self, context: Any) -> None:
+        """The session's state, from the adapter's ``AdapterContext``."""
+        self.context = context
+        self.hub = context.hub
+        self._dispatch = context.dispatch
+        self._jobs = context.jobs
+        config = self._config = context.config
+        self._max_output = config.max_output_buffer
+        self._max_pending = config.max_pending_per_connection
+        self._pending = []
+        self._read_pauses = set()
+        self._output_paused = False
+        self._unsent = 0
+        self.closing = False
+        self.registered = False
+        self.data_type = "json"  # format of the latest request: pushes use it
+
     @property
     def pending_count(self) -> int:
         """Commands received on this connection whose replies are not sent yet."""

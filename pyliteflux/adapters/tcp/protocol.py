@@ -46,28 +46,16 @@ class LineProtocol(CommandSession, LineOnlyReceiver, TimeoutMixin, TopicsMixin):
     factory: "LineFactory"
 
     def __init__(self, context: AdapterContext) -> None:
-        self.context = context
-        self.hub = context.hub
-        self._dispatch = context.dispatch
-        self._jobs = context.jobs
-        config = self._config = context.config
+        self._start_session(context)
+        config = self._config
         self.MAX_LENGTH = config.max_line_length
         self.keep_alive = config.tcp_keep_alive
-        self._max_output = config.max_output_buffer
-        self._max_pending = config.max_pending_per_connection
         self._parts: List[bytes] = []
         self._buffered = 0
         self._backlog = b""
         self._read_closed = False
         self._direct = False
-        self._pending: List[List[Any]] = []  # [reply bytes or None, request]
-        self._read_pauses: set = set()
-        self._output_paused = False
-        self._unsent = 0
-        self.closing = False
         self._answered_one = False
-        self.registered = False
-        self.data_type = "json"  # format of the latest request: pushes use it
         self.client_address: Tuple[str, int] = ("", 0)
         self.client_id = ""
 

@@ -20,7 +20,7 @@ logging is off, the ``message`` event while nothing observes it).
 
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import txaio
 from autobahn.twisted.websocket import WebSocketServerProtocol
@@ -86,21 +86,8 @@ class WebSocketProtocol(CommandSession, WebSocketServerProtocol, TopicsMixin):  
 
     def __init__(self, context: AdapterContext) -> None:
         super().__init__()
-        self.context = context
-        self.hub = context.hub
-        self._dispatch = context.dispatch
-        self._jobs = context.jobs
-        config = self._config = context.config
-        self._max_output = config.max_output_buffer
-        self._max_pending = config.max_pending_per_connection
-        self._pending: List[List[Any]] = []  # [reply frame or None, request, Deferred]
+        self._start_session(context)
         self._backlog: List[bytes] = []  # messages that arrived while reading was paused
-        self._read_pauses: Set[str] = set()
-        self._output_paused = False
-        self._unsent = 0
-        self.closing = False
-        self.registered = False
-        self.data_type = "json"  # format of the latest request: pushes use it
         self.client_address: Tuple[str, int] = ("", 0)
         self.client_id = ""
         self._direct = False
