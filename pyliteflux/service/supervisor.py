@@ -47,6 +47,7 @@ from ..push.local import default_node_id
 from .adopted import family_of, open_shared
 from .listeners import Listening, describe_port
 from .runner import TwistdLogging, run_until_stopped
+from .worker_logs import RELAY_ENV, LogRelay, relay_needed
 
 __all__ = ["Supervisor", "CrashLoop", "run_supervisor", "script_command", "describe_exit"]
 
@@ -90,8 +91,17 @@ class _Worker(ProcessProtocol):
         self.ready: Deferred[int] = Deferred()
         #: fires with how it ended (``describe_exit``)
         self.exited: Deferred[str] = Deferred()
+        #: its output into the supervisor's log, when the supervisor's stdout
+        #: goes nowhere (``worker_logs``)
+        self.relay: Optional[LogRelay] = None
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if self.relay is not None:
+            self.relay.received(childFD, data)
 
     def processEnded(self, reason: Failure) -> None:
+        if self.relay is not None:
+            self.relay.flush()
         if not self.ready.called:
             self.ready.errback(RuntimeError(f"worker {self.worker_id} {describe_exit(reason)} "
                                             "before it was ready"))
@@ -163,12 +173,15 @@ class Supervisor(TwistdLogging, Service):
         self.on_failure: Callable[[], Any] = lambda: None
         #: the ``metrics_endpoint`` listener (``observability.workers``), if set
         self.monitor: Any = None
+        #: relay the workers' output into this process's log (``worker_logs``)
+        self.relay_logs = False
         self.setName("supervisor")
 
     # -- starting ------------------------------------------------------------------------
 
     def startService(self) -> None:
         super().startService()
+        self.relay_logs = relay_needed()
         self._start_monitor()
         reactor = self._reactor()
         opened = [(side, desc, open_shared(reactor, desc))
@@ -237,6 +250,8 @@ class Supervisor(TwistdLogging, Service):
         reactor = self._reactor()
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         child_fds: Dict[int, Any] = {0: "w", 1: 1, 2: 2, 3: child_end.fileno()}
+        if self.relay_logs:  # a daemonized twistd's stdout is /dev/null
+            child_fds[1] = child_fds[2] = "r"
         listeners = []
         for fd, (side, desc, port) in enumerate(self.ports, 4):
             child_fds[fd] = port.fileno()
@@ -248,6 +263,9 @@ class Supervisor(TwistdLogging, Service):
                    PYLITEFLUX_WORKER_CONTROL="3", PYLITEFLUX_WORKER_NODE=self.node_id,
                    PYLITEFLUX_WORKER_PARENT=str(os.getpid()))
         worker = _Worker(self, n)
+        if self.relay_logs:
+            env[RELAY_ENV] = "json"
+            worker.relay = LogRelay(n)
         worker.started = reactor.seconds()
         try:
             transport = reactor.spawnProcess(worker, self.command[0], self.command, env=env,

@@ -26,13 +26,14 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Dict, List, Mapping, Optional, Tuple, cast
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger, LogLevel
 
 from ..push.relay import Ready, RelayBackend, WorkerControl
 from .runner import run_until_stopped
+from .worker_logs import start_worker_logging
 
 __all__ = ["WorkerEnvironment", "worker_environment", "run_worker", "start_worker_logging",
            "WORKER_ENV"]
@@ -100,42 +101,6 @@ def die_with_parent() -> None:
         libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-
-
-def start_worker_logging(worker_id: int, level: LogLevel = LogLevel.info,
-                         log_format: str = "text") -> None:
-    """Log to stdout (the supervisor's, inherited), every line naming the
-    worker (``[worker 1 pyliteflux.access#info]``; with ``log_format = "json"``
-    a ``"worker": 1`` field) and every event carrying a ``worker_id`` field."""
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
-
-    if log_format == "json":
-        from ..observability.jsonlog import json_observer
-
-        globalLogBeginner.beginLoggingTo([json_observer(sys.stdout, level,
-                                                        extra={"worker": worker_id})],
-                                         redirectStandardIO=False)
-        return
-    text = textFileLogObserver(sys.stdout)
-    prefix = f"worker {worker_id} "
-
-    def observer(event: Dict[str, Any]) -> None:
-        event["worker_id"] = worker_id
-        system = event.get("log_system")
-        if system is None:
-            lvl = event.get("log_level")
-            system = f"{event.get('log_namespace', '-')}#{lvl.name if lvl else '-'}"
-        event["log_system"] = prefix + str(system)
-        text(event)
-
-    filtered: Any = FilteringLogObserver(
-        cast(Any, observer), [cast(Any, LogLevelFilterPredicate(defaultLogLevel=level))])
-    globalLogBeginner.beginLoggingTo([filtered], redirectStandardIO=False)
 
 
 class _ControlFactory(Factory):
