@@ -155,7 +155,8 @@ class Supervisor(TwistdLogging, Service):
         self._reactor = reactor
         self.count = workers if workers is not None else config.workers
         self.environ = dict(os.environ if environ is None else environ)
-        self.node_id = config.node_id or default_node_id()
+        #: "<hostname>-<pid>" by default, once started (twistd forks before that)
+        self.node_id: str = config.node_id or ""
         self.directory = Directory()
         self.ports: List[Any] = []  # (side, desc, port)
         self.workers: Dict[int, _Worker] = {}
@@ -181,6 +182,7 @@ class Supervisor(TwistdLogging, Service):
 
     def startService(self) -> None:
         super().startService()
+        self.node_id = self.node_id or default_node_id()
         self.relay_logs = relay_needed()
         self._start_monitor()
         reactor = self._reactor()
