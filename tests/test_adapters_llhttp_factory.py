@@ -21,6 +21,8 @@ class FactoryTests(SynchronousTestCase):
         later = defer.Deferred()
         server.route("/later")(lambda request: later)
         factory, idle, idle_t, clock = connect(server)
+        idle.dataReceived(b"GET /nothing HTTP/1.1\r\nHost: x\r\n\r\n")  # used: keep-alive
+        self.assertIn(b"404", idle_t.value())
         busy = factory.buildProtocol(idle.peer)
         busy_t = StringTransport()
         busy.makeConnection(busy_t)

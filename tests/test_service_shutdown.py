@@ -100,6 +100,32 @@ class ShutdownTests(unittest.TestCase):
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual([d.open_count() for d in self.service.drainables], [0, 0])
 
+    def test_a_connection_accepted_just_before_gets_to_send_its_request(self) -> None:
+        """Accepted, its request not read yet when the shutdown begins (a worker
+        retiring on SIGHUP): answered, not closed without a response."""
+        http, http_t = self.http_client()
+        d = self.service.stopService()
+        self.assertTrue(http_t.connected)
+        self.advance(0.1)
+        http.dataReceived(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = http_t.value()
+        self.assertTrue(response.startswith(b"HTTP/1.1 200"), response)
+        self.advance(0.1)  # then closed as the idle connection it now is
+        self.assertFalse(http_t.connected)
+        self.successResultOf(d)
+
+    def test_a_connection_that_never_sends_is_closed_after_the_grace(self) -> None:
+        from pyliteflux.adapters.common import FRESH_GRACE
+
+        http, http_t = self.http_client()
+        d = self.service.stopService()
+        self.advance(FRESH_GRACE / 2)
+        self.assertTrue(http_t.connected)
+        self.advance(FRESH_GRACE)
+        self.assertFalse(http_t.connected)
+        self.assertEqual(http_t.value(), b"")
+        self.successResultOf(d)
+
     def test_in_flight_request_finishes_then_closes(self) -> None:
         self.server.config.info = True
         http, http_t = self.http_client()

@@ -55,6 +55,10 @@ class AdapterContext:
         return self._reactor()
 
 
+#: seconds a connection that has sent nothing yet keeps, once shutdown has begun
+FRESH_GRACE = 0.5
+
+
 class ConnectionSet:
     """The open connections of one factory, for graceful shutdown.
 
@@ -84,6 +88,19 @@ class ConnectionSet:
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self.connections())
+
+    def spare_fresh(self, proto: Any, now: float) -> bool:
+        """Whether a graceful shutdown leaves ``proto`` open a little longer:
+        a connection accepted just before the listener stopped whose request
+        has not been read yet (``proto.fresh``) gets ``FRESH_GRACE`` seconds
+        to send it, rather than a close without a response (which no client
+        retries: the connection had never been used)."""
+        if not getattr(proto, "fresh", False):
+            return False
+        since = getattr(proto, "spared_since", None)
+        if since is None:
+            since = proto.spared_since = now
+        return now - since < FRESH_GRACE
 
     def abort_connections(self, kind: str) -> List[str]:
         """Drop every open connection now (the shutdown deadline); returns

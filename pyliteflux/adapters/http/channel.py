@@ -110,6 +110,9 @@ class GuardedChannel(HTTPChannel):
     # header block completed in between, the headers have taken at least
     # header_timeout (at most 1.5x): the client is dripping them.
 
+    #: nothing received yet (``ConnectionSet.spare_fresh``)
+    fresh = True
+
     def connectionMade(self) -> None:
         super().connectionMade()
         if self.header_timeout:
@@ -189,6 +192,7 @@ class GuardedChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self.rejected:  # answered and closing: drop what follows (TLS keeps
             return         # delivering until the peer's close_notify)
+        self.fresh = False
         HTTPChannel.dataReceived(self, data)
 
     def allContentReceived(self) -> None:

@@ -170,10 +170,12 @@ class Site(server.Site, ConnectionSet):
     def close_idle(self) -> None:
         """Close idle keep-alive connections; let busy ones finish their
         requests and close after the response (``Connection: close``)."""
+        now = self.resource.context.reactor.seconds()  # the shutdown's clock
         for channel in self:
             requests = channel_requests(channel)
             if not requests:
-                channel.loseConnection()
+                if not self.spare_fresh(channel, now):
+                    channel.loseConnection()
                 continue
             channel.persistent = False
             for request in requests:

@@ -63,10 +63,12 @@ class LLHTTPFactory(Factory, ConnectionSet):
     def close_idle(self) -> None:
         """Close idle keep-alive connections; busy ones close after the
         response in flight (``Connection: close`` when not started yet)."""
+        now = self.context.reactor.seconds()  # the shutdown's clock
         for proto in self:
             current = proto.current
             if current is None and not proto._queue:
-                proto.transport.loseConnection()
+                if not self.spare_fresh(proto, now):
+                    proto.transport.loseConnection()
                 continue
             proto._input_closed = True
             for raw in [current, *proto._queue]:

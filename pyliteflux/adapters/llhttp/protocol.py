@@ -94,7 +94,11 @@ class LLHTTPProtocol(Guards, Protocol):
 
     # -- input ---------------------------------------------------------------------
 
+    #: nothing received yet (``ConnectionSet.spare_fresh``)
+    fresh = True
+
     def dataReceived(self, data: bytes) -> None:
+        self.fresh = False
         if self._upgraded is not None:
             self._upgraded.dataReceived(data)
             return
