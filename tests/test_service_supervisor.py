@@ -185,10 +185,9 @@ class WorkerTests(unittest.TestCase):
                 pid = json.loads(body)["pid"]
                 held[pid] = held.get(pid, 0) + 1
             self.assertEqual(len(held), 2, held)
-            # how the kernel wakes the workers decides the split (27/37 to 32/32 on
-            # an idle machine, down to 13/51 while another process takes a core);
-            # one accept per wakeup is pinned exactly by test_service_adopted
-            self.assertGreaterEqual(min(held.values()), 8, held)
+            # the accept ledger (service.balance) keeps them within 25% + 2 of each
+            # other however the kernel schedules the workers (without it: 58/6)
+            self.assertGreaterEqual(min(held.values()), 24, held)
 
         return deferToThread(scenario)
 

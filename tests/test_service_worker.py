@@ -16,7 +16,7 @@ ENV = {"PYLITEFLUX_WORKER_ID": "1",
                                             ["tcp", "tcp:0", 5, "INET"],
                                             ["http", "unix:/s", 6, "UNIX"]]),
        "PYLITEFLUX_WORKER_CONTROL": "3", "PYLITEFLUX_WORKER_NODE": "host-9",
-       "PYLITEFLUX_WORKER_PARENT": "9"}
+       "PYLITEFLUX_WORKER_PARENT": "9", "PYLITEFLUX_WORKER_LEDGER": "7:2"}
 
 
 class WorkerEnvironmentTests(unittest.TestCase):

@@ -28,6 +28,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 
 from .. import twisted_internals as ti
+from . import balance
 from .listeners import ListenerService
 
 __all__ = ["FAMILIES", "family_of", "open_shared", "AdoptingReactor", "AdoptedListenerService"]
@@ -76,7 +77,8 @@ def open_shared(reactor: Any, desc: str) -> Deferred[Any]:
 
 
 class _FairAccepts:
-    """Accept at most ``ACCEPT_BATCH`` connections per wakeup.
+    """Accept at most ``ACCEPT_BATCH`` connections per wakeup, and let one go
+    while this worker is ahead of the others (``service.balance``).
 
     Every worker waits on the same listening socket and the kernel wakes
     them all; Twisted's port then accepts as many as are queued (up to 100,
@@ -85,11 +87,51 @@ class _FairAccepts:
     """
 
     numberAccepts: int
+    reactor: Any
+    _deferred_once = False
+    _retry: Any = None
 
     def doRead(self) -> Any:
+        ledger = balance.current()
+        if ledger is not None and not self._deferred_once and ledger.ahead():
+            self._deferred_once = True  # let the others take this one
+            self.stopReading()  # type: ignore[attr-defined]
+            self._retry = self.reactor.callLater(balance.DEFER, self._read_again)
+            return None
+        self._deferred_once = False
         if self.numberAccepts > ACCEPT_BATCH:
             self.numberAccepts = ACCEPT_BATCH
         return super().doRead()  # type: ignore[misc]
+
+    def _read_again(self) -> None:
+        self._retry = None
+        if self.connected:  # type: ignore[attr-defined]
+            self.startReading()  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Any) -> None:
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        super().connectionLost(reason)  # type: ignore[misc]
+
+
+def _counted(server_class: Any) -> Any:
+    """A connection class that tells the ledger when it opens and closes."""
+
+    class Counted(server_class):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._ledger = ledger = balance.current()
+            if ledger is not None:
+                ledger.accepted()
+
+        def connectionLost(self, reason: Any) -> None:
+            super().connectionLost(reason)
+            ledger, self._ledger = self._ledger, None
+            if ledger is not None:
+                ledger.closed()
+
+    Counted.__name__ = server_class.__name__
+    return Counted
 
 
 #: connections one worker accepts per wakeup of its shared listening socket
@@ -99,9 +141,13 @@ ACCEPT_BATCH = 1
 class SharedTCPPort(_FairAccepts, tcp.Port):
     """A worker's port on an inherited TCP socket."""
 
+    transport = _counted(tcp.Server)
+
 
 class SharedUNIXPort(_FairAccepts, unix.Port):
     """A worker's port on an inherited UNIX socket."""
+
+    transport = _counted(unix.Server)
 
 
 class AdoptingReactor:

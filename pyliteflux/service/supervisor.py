@@ -45,6 +45,7 @@ from twisted.python.failure import Failure
 from ..push.fanout import Directory, SupervisorControl
 from ..push.local import default_node_id
 from .adopted import family_of, open_shared
+from .balance import AcceptLedger
 from .listeners import Listening, describe_port
 from .runner import TwistdLogging, run_until_stopped
 from .worker_logs import RELAY_ENV, LogRelay, relay_needed
@@ -176,6 +177,8 @@ class Supervisor(TwistdLogging, Service):
         self.monitor: Any = None
         #: relay the workers' output into this process's log (``worker_logs``)
         self.relay_logs = False
+        #: the workers' accept ledger (``service.balance``; None without memfd)
+        self.ledger: Optional[AcceptLedger] = None
         self.setName("supervisor")
 
     # -- starting ------------------------------------------------------------------------
@@ -184,6 +187,8 @@ class Supervisor(TwistdLogging, Service):
         super().startService()
         self.node_id = self.node_id or default_node_id()
         self.relay_logs = relay_needed()
+        if self.ledger is None:
+            self.ledger = AcceptLedger.create(self.count)
         self._start_monitor()
         reactor = self._reactor()
         opened = [(side, desc, open_shared(reactor, desc))
@@ -258,6 +263,9 @@ class Supervisor(TwistdLogging, Service):
         for fd, (side, desc, port) in enumerate(self.ports, 4):
             child_fds[fd] = port.fileno()
             listeners.append([side, desc, fd, family_of(port)])
+        ledger_fd = 4 + len(self.ports)
+        if self.ledger is not None:  # who accepted how many (service.balance)
+            child_fds[ledger_fd] = self.ledger.fd
         import json
 
         env = dict(self.environ)
@@ -265,6 +273,8 @@ class Supervisor(TwistdLogging, Service):
                    PYLITEFLUX_WORKER_CONTROL="3", PYLITEFLUX_WORKER_NODE=self.node_id,
                    PYLITEFLUX_WORKER_PARENT=str(os.getpid()))
         worker = _Worker(self, n)
+        if self.ledger is not None:
+            env["PYLITEFLUX_WORKER_LEDGER"] = f"{ledger_fd}:{self.count}"
         if self.relay_logs:
             env[RELAY_ENV] = "json"
             worker.relay = LogRelay(n)

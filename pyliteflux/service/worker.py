@@ -32,6 +32,7 @@ from twisted.internet.protocol import Factory
 from twisted.logger import Logger, LogLevel
 
 from ..push.relay import Ready, RelayBackend, WorkerControl
+from . import balance
 from .runner import run_until_stopped
 from .worker_logs import start_worker_logging
 
@@ -42,7 +43,7 @@ _log = Logger(namespace="pyliteflux.worker")
 
 #: the environment variables a supervisor sets for its workers
 WORKER_ENV = ("PYLITEFLUX_WORKER_ID", "PYLITEFLUX_WORKER_FDS", "PYLITEFLUX_WORKER_CONTROL",
-              "PYLITEFLUX_WORKER_NODE", "PYLITEFLUX_WORKER_PARENT")
+              "PYLITEFLUX_WORKER_NODE", "PYLITEFLUX_WORKER_PARENT", "PYLITEFLUX_WORKER_LEDGER")
 
 
 class WorkerEnvironment:
@@ -113,6 +114,29 @@ class _ControlFactory(Factory):
         return self.proto
 
 
+def _join_ledger(reactor: Any) -> None:
+    """This worker's slot in the supervisor's accept ledger (``service.balance``)."""
+    spec = os.environ.get("PYLITEFLUX_WORKER_LEDGER")
+    worker_id = os.environ.get("PYLITEFLUX_WORKER_ID")
+    if not spec or worker_id is None:
+        return
+    try:
+        fd, count = (int(x) for x in spec.split(":"))
+        ledger = balance.AcceptLedger(fd, count, int(worker_id))
+        os.close(fd)  # the mapping stays
+    except (ValueError, OSError) as exc:
+        _log.warn("no accept ledger ({why}): new connections go to whichever worker "
+                  "wakes first", why=exc)
+        return
+    ledger.join()
+    balance.use(ledger)
+    from twisted.internet.task import LoopingCall
+
+    beat = LoopingCall(ledger.beat)
+    beat.clock = reactor
+    reactor.callWhenRunning(beat.start, balance.BEAT, now=True)
+
+
 def run_worker(server: Any, env: WorkerEnvironment, reactor: Any = None) -> int:
     """Serve ``server`` as worker ``env.worker_id`` until stopped; the exit status.
 
@@ -138,6 +162,7 @@ def run_worker(server: Any, env: WorkerEnvironment, reactor: Any = None) -> int:
     if config.metrics_endpoint:  # the supervisor serves it, asking each worker (Scrape)
         server.enable_metrics()
         config.metrics_endpoint = None
+    _join_ledger(reactor)
     service = server.make_service(endpoints=env.endpoints, adopted=env.adopted)
     service.owns_reactor = True
     stopping: List[bool] = []
