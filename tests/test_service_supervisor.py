@@ -137,6 +137,27 @@ class Cluster:
         thread.start()
         return results, done, thread
 
+    def workers_serving(self) -> set:
+        """``{(pid, worker_id)}`` of the workers answering ``GET /pid`` (until
+        every worker has answered, at most 200 requests)."""
+        seen = set()
+        for _ in range(200):
+            answer = self.get("/pid")
+            seen.add((answer["pid"], answer["worker"]))
+            if len(seen) == self.workers:
+                break
+        return seen
+
+    def push_from_the_other_worker(self, who: Dict[str, Any], lines: Any) -> Dict[str, Any]:
+        """Push to the client ``who`` until a request served by a worker other
+        than its own did it (each push read from ``lines``); that answer."""
+        for _ in range(200):
+            answer = self.get(f"/push?client_id={who['client_id']}&message=x")
+            self.case.assertEqual(json.loads(lines.readline()), {"type": "push", "data": "x"})
+            if answer["pid"] != who["pid"]:
+                return dict(answer)
+        raise AssertionError("every request was served by the client's own worker")
+
     def clients_on_every_worker(self, data: str = "") -> List[Any]:
         """Open clients until every worker holds at least one (at most 200)."""
         clients: List[Any] = []
@@ -154,12 +175,7 @@ class WorkerTests(unittest.TestCase):
         def scenario() -> None:
             cluster = Cluster(self).start()
             self.assertEqual(len(cluster.pids), 2)
-            seen = set()
-            for _ in range(200):
-                answer = cluster.get("/pid")
-                seen.add((answer["pid"], answer["worker"]))
-                if len(seen) == 2:
-                    break
+            seen = cluster.workers_serving()
             self.assertEqual({w for _, w in seen}, {0, 1})
             self.assertEqual({p for p, _ in seen}, set(cluster.pids))
             self.assertTrue(any("[worker " in line and "GET /pid 200" in line
@@ -202,12 +218,7 @@ class WorkerTests(unittest.TestCase):
             self.assertEqual(set(cluster.get("/presence?topic=room")), set(presence))
             # a client of each worker, pushed to from a request served by the other
             for _sock, lines, who in {c[2]["pid"]: c for c in clients}.values():
-                for _ in range(200):  # until a request lands on the other worker
-                    answer = cluster.get(f"/push?client_id={who['client_id']}&message=x")
-                    self.assertEqual(json.loads(lines.readline()), {"type": "push", "data": "x"})
-                    if answer["pid"] != who["pid"]:
-                        break
-                self.assertNotEqual(answer["pid"], who["pid"])
+                answer = cluster.push_from_the_other_worker(who, lines)
                 self.assertEqual(answer["local"], 0)  # §9: local deliveries only
             cluster.get("/push?topic=room&message=t")
             for _sock, lines, _who in clients:
@@ -392,12 +403,7 @@ class ScriptTests(unittest.TestCase):
         def scenario() -> None:
             cluster = Cluster(self, argv=[sys.executable, script]).start()
             self.assertEqual(len(cluster.pids), 2)
-            seen = set()
-            for _ in range(200):
-                answer = cluster.get("/pid")
-                seen.add((answer["pid"], answer["worker"]))
-                if len(seen) == 2:
-                    break
+            seen = cluster.workers_serving()
             self.assertEqual(seen, {(pid, n) for n, pid in
                                     ready_workers(cluster.child.seen).items()})
             cluster.child.proc.send_signal(signal.SIGTERM)

@@ -94,12 +94,7 @@ class SupervisorRedisTests(unittest.TestCase):
             # (each worker writes its clients to Redis as they come: a moment later)
             poll(lambda: cluster.get("/presence") == expected, 5, "presence in Redis")
             for _sock, lines, who in {c[2]["pid"]: c for c in clients}.values():
-                for _ in range(200):  # until a request lands on the other worker
-                    answer = cluster.get(f"/push?client_id={who['client_id']}&message=x")
-                    self.assertEqual(json.loads(lines.readline()), {"type": "push", "data": "x"})
-                    if answer["pid"] != who["pid"]:
-                        break
-                self.assertNotEqual(answer["pid"], who["pid"])
+                cluster.push_from_the_other_worker(who, lines)
             cluster.get("/push?topic=room&message=t")
             for _sock, lines, _who in clients:
                 self.assertEqual(json.loads(lines.readline()),
