@@ -25,7 +25,7 @@ from twisted.logger import Logger
 from ..core.errors import INTERNAL_ERROR
 from ..core.pipeline import is_deferred
 from ..core.requests import TCPRequest
-from .common import when_done
+from .common import cancel_if_pending, when_done
 from .lines import LineError, encode_reply, parse_line
 
 __all__ = ["CommandSession"]
@@ -45,6 +45,9 @@ class CommandSession:
     client_address: Any
     client_id: str
     transport: Any
+    factory: Any
+    hub: Any
+    registered: bool
     _read_pauses: Set[str]
     _output_paused: bool
     _unsent: int
@@ -65,6 +68,18 @@ class CommandSession:
         self.closing = False
         self.registered = False
         self.data_type = "json"  # format of the latest request: pushes use it
+
+    def _end_session(self) -> None:
+        """The connection has closed: leave the factory and the hub, and
+        cancel the replies still being worked on."""
+        self.closing = True
+        self.factory.forget(self)
+        if self.registered:
+            self.hub.unregister(self)
+            self.registered = False
+        pending, self._pending = self._pending, []
+        for slot in pending:
+            cancel_if_pending(slot[2])
 
     @property
     def pending_count(self) -> int:

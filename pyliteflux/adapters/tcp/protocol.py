@@ -29,7 +29,7 @@ from ...core.requests import TCPRequest
 from ...push.target import TopicsMixin
 from ...twisted_internals import can_write_through, send_now
 from ..commands import CommandSession
-from ..common import AdapterContext, ConnectionSet, cancel_if_pending
+from ..common import AdapterContext, ConnectionSet
 from ..lines import BOM, encode_reply
 
 __all__ = ["LineProtocol", "LineFactory"]
@@ -90,15 +90,8 @@ class LineProtocol(CommandSession, LineOnlyReceiver, TimeoutMixin, TopicsMixin):
 
     def connectionLost(self, reason: Any = None) -> None:
         self.factory.count -= 1
-        self.factory.forget(self)
-        self.closing = True
         self.setTimeout(None)
-        if self.registered:
-            self.hub.unregister(self)
-            self.registered = False
-        pending, self._pending = self._pending, []
-        for slot in pending:
-            cancel_if_pending(slot[2])
+        self._end_session()
 
     def timeoutConnection(self) -> None:
         if self._pending:  # a command still in flight: not idle; look again later

@@ -34,7 +34,7 @@ from ...core.requests import TCPRequest
 from ...push.target import TopicsMixin
 from ...twisted_internals import can_write_through, send_now
 from ..commands import CommandSession
-from ..common import AdapterContext, cancel_if_pending
+from ..common import AdapterContext
 from ..lines import BOM
 from .frames import WS_JSON, WS_XML, shutdown_message, text_frame
 
@@ -131,17 +131,10 @@ class WebSocketProtocol(CommandSession, WebSocketServerProtocol, TopicsMixin):  
         try:
             super().connectionLost(reason)
         finally:
-            self.closing = True
             call = getattr(self, "closeHandshakeTimeoutCall", None)
             if call is not None and call.active():  # autobahn leaves it behind
                 call.cancel()
-            self.factory.forget(self)
-            if self.registered:
-                self.hub.unregister(self)
-                self.registered = False
-            pending, self._pending = self._pending, []
-            for slot in pending:
-                cancel_if_pending(slot[2])
+            self._end_session()
             self._backlog = []
             on_close, self.on_close = self.on_close, None
             if on_close is not None:
