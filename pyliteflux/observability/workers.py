@@ -15,7 +15,7 @@ every worker sees is a 503 "broker down", as for one process).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Mapping, Tuple
+from typing import Any, Callable, List, Mapping, Tuple
 
 from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.logger import Logger
@@ -43,8 +43,6 @@ class SupervisorMetrics:
     def __init__(self, supervisor: Any, reactor: Callable[[], Any]) -> None:
         self.supervisor = supervisor
         self._reactor = reactor
-        self._texts: Dict[str, str] = {}
-        self.aggregate = WorkerAggregate(lambda: self._texts)
 
     def _ask(self, worker: Any) -> "Deferred[Tuple[str, str]]":
         d = worker.control.callRemote(Scrape)
@@ -64,11 +62,8 @@ class SupervisorMetrics:
         asked = [self._ask(w) for w in _ready_workers(self.supervisor)]
 
         def merged(answers: List[Tuple[str, str]]) -> bytes:
-            self._texts = {n: text for n, text in answers if text}
-            try:
-                return self.aggregate.exposition()
-            finally:
-                self._texts = {}
+            texts = {n: text for n, text in answers if text}
+            return WorkerAggregate(lambda: texts).exposition()
 
         return gatherResults(asked).addCallback(merged)
 
