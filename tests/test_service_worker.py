@@ -27,8 +27,8 @@ class WorkerEnvironmentTests(unittest.TestCase):
     def test_parsed(self) -> None:
         env = worker_environment(ENV)
         assert env is not None
-        self.assertEqual((env.worker_id, env.control_fd, env.node_id, env.parent),
-                         (1, 3, "host-9", 9))
+        self.assertEqual((env.worker_id, env.control_fd, env.node_id, env.parent, env.ledger),
+                         (1, 3, "host-9", 9, (7, 2)))
         self.assertEqual(env.endpoints, {"http": ["tcp:0", "unix:/s"], "tcp": ["tcp:0"]})
         self.assertEqual(env.adopted, {"http": [(4, "INET"), (6, "UNIX")],
                                        "tcp": [(5, "INET")]})
@@ -37,6 +37,8 @@ class WorkerEnvironmentTests(unittest.TestCase):
         with self.assertRaises(ValueError) as caught:
             worker_environment({**ENV, "PYLITEFLUX_WORKER_FDS": "[1]"})
         self.assertIn("bad worker environment", str(caught.exception))
+        with self.assertRaises(ValueError):
+            worker_environment({**ENV, "PYLITEFLUX_WORKER_LEDGER": "7"})
 
     def test_worker_variables_are_not_config_keys(self) -> None:
         values, unknown = config_from_env({**ENV, "PYLITEFLUX_WORKERS": "3"})

@@ -50,12 +50,15 @@ class WorkerEnvironment:
     """What the supervisor told this worker (see the module docstring)."""
 
     def __init__(self, worker_id: int, listeners: List[Tuple[str, str, int, str]],
-                 control_fd: int, node_id: str, parent: int) -> None:
+                 control_fd: int, node_id: str, parent: int,
+                 ledger: Optional[Tuple[int, int]] = None) -> None:
         self.worker_id = worker_id
         self.listeners = listeners
         self.control_fd = control_fd
         self.node_id = node_id
         self.parent = parent
+        #: (descriptor, workers) of the accept ledger (``service.balance``), if any
+        self.ledger = ledger
 
     @property
     def endpoints(self) -> Dict[str, List[str]]:
@@ -81,10 +84,15 @@ def worker_environment(environ: Optional[Mapping[str, str]] = None
     try:
         listeners = [(str(side), str(desc), int(fd), str(family))
                      for side, desc, fd, family in json.loads(environ["PYLITEFLUX_WORKER_FDS"])]
+        ledger_spec = environ.get("PYLITEFLUX_WORKER_LEDGER")
+        ledger = None
+        if ledger_spec:
+            fd, workers = (int(x) for x in ledger_spec.split(":"))
+            ledger = (fd, workers)
         return WorkerEnvironment(int(environ["PYLITEFLUX_WORKER_ID"]), listeners,
                                  int(environ["PYLITEFLUX_WORKER_CONTROL"]),
                                  environ["PYLITEFLUX_WORKER_NODE"],
-                                 int(environ.get("PYLITEFLUX_WORKER_PARENT", "0")))
+                                 int(environ.get("PYLITEFLUX_WORKER_PARENT", "0")), ledger)
     except (KeyError, ValueError, TypeError) as exc:
         raise ValueError(f"bad worker environment (set by a pyliteflux supervisor): {exc}") \
             from None
@@ -114,17 +122,15 @@ class _ControlFactory(Factory):
         return self.proto
 
 
-def _join_ledger(reactor: Any) -> None:
+def _join_ledger(env: WorkerEnvironment, reactor: Any) -> None:
     """This worker's slot in the supervisor's accept ledger (``service.balance``)."""
-    spec = os.environ.get("PYLITEFLUX_WORKER_LEDGER")
-    worker_id = os.environ.get("PYLITEFLUX_WORKER_ID")
-    if not spec or worker_id is None:
+    if env.ledger is None:
         return
+    fd, workers = env.ledger
     try:
-        fd, count = (int(x) for x in spec.split(":"))
-        ledger = balance.AcceptLedger(fd, count, int(worker_id))
+        ledger = balance.AcceptLedger(fd, workers, env.worker_id)
         os.close(fd)  # the mapping stays
-    except (ValueError, OSError) as exc:
+    except OSError as exc:
         _log.warn("no accept ledger ({why}): new connections go to whichever worker "
                   "wakes first", why=exc)
         return
@@ -162,7 +168,7 @@ def run_worker(server: Any, env: WorkerEnvironment, reactor: Any = None) -> int:
     if config.metrics_endpoint:  # the supervisor serves it, asking each worker (Scrape)
         server.enable_metrics()
         config.metrics_endpoint = None
-    _join_ledger(reactor)
+    _join_ledger(env, reactor)
     service = server.make_service(endpoints=env.endpoints, adopted=env.adopted)
     service.owns_reactor = True
     stopping: List[bool] = []
